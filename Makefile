@@ -1,0 +1,46 @@
+# The README's contract: `make demo` and `make test` do all set-up on a fresh Debian/Ubuntu machine.
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STACK := $(PY) -m deploy.local.stack
+SF ?=
+
+.PHONY: help setup up down status demo seed dev test lint lock
+
+help:
+	@echo "make demo     set up, start the local stack, seed TPC-H, materialize every asset, print a summary"
+	@echo "make test     set up, then run the test suite (it starts its own stack in .data/pytest)"
+	@echo "make up/down  start/stop the local stack (PostgreSQL, SeaweedFS); make status shows it"
+	@echo "make dev      open the Dagster UI on workspace.yaml at http://127.0.0.1:3000"
+	@echo "make lint     ruff"
+
+setup:
+	@./deploy/local/bootstrap.sh
+
+up: setup
+	@$(STACK) init-env
+	@$(STACK) up
+
+down:
+	@if [ -x $(PY) ]; then $(STACK) down; fi
+
+status:
+	@$(STACK) status
+
+seed: up
+	@$(PY) -m platform_assets.cli seed $(if $(SF),--sf $(SF))
+
+demo: up
+	@$(PY) -m platform_assets.cli demo $(if $(SF),--sf $(SF))
+
+dev: up
+	@$(STACK) dev
+
+test: setup
+	@$(PY) -m pytest
+
+lint: setup
+	@$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
+
+lock: setup  ## re-resolve requirements.lock after editing pyproject.toml (exact pins + hashes, no URLs)
+	@$(VENV)/bin/uv pip compile -q pyproject.toml --extra dev --generate-hashes --python-version 3.11 -o requirements.lock

@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# Installs everything the local stack and the tests need, idempotently, on Debian/Ubuntu:
+#   system packages (PostgreSQL server, a Java runtime) when absent,
+#   a virtualenv with the locked Python dependencies (exact pins + hashes),
+#   the s3a jars for Spark's local mode.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+VENV=${VENV:-.venv}
+PYTHON=${PYTHON:-python3}
+
+log() { echo "[setup] $*"; }
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+
+# --- system packages ----------------------------------------------------------------------------
+pkgs=()
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || pkgs+=(postgresql)
+command -v java >/dev/null 2>&1 || pkgs+=(default-jre-headless)
+$PYTHON -c 'import venv, ensurepip' 2>/dev/null || pkgs+=(python3-venv)
+if [ ${#pkgs[@]} -gt 0 ]; then
+  log "installing system packages: ${pkgs[*]}"
+  as_root apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq --no-install-recommends "${pkgs[@]}" >/dev/null
+  # Debian starts a system cluster on 5432; the project runs its own, so leave that one alone.
+fi
+
+# --- Python dependencies -------------------------------------------------------------------------
+stamp="$VENV/.installed-$(sha256sum requirements.lock pyproject.toml | sha256sum | cut -c1-16)"
+if [ ! -f "$stamp" ]; then
+  [ -x "$VENV/bin/python" ] || $PYTHON -m venv "$VENV"
+  "$VENV/bin/python" -m pip install -q --disable-pip-version-check "uv==0.13.8"
+  log "installing locked Python dependencies"
+  "$VENV/bin/uv" pip sync -q --python "$VENV/bin/python" requirements.lock
+  "$VENV/bin/uv" pip install -q --python "$VENV/bin/python" --no-deps -e .
+  rm -f "$VENV"/.installed-*
+  touch "$stamp"
+fi
+
+# --- s3a jars for Spark local mode ----------------------------------------------------------------
+jars="$VENV/share/s3a-jars"
+if [ ! -f "$jars/hadoop-aws-3.3.1.jar" ] || [ ! -f "$jars/aws-java-sdk-bundle-1.11.901.jar" ]; then
+  log "fetching s3a jars (hadoop-aws, aws-java-sdk-bundle)"
+  tmp="$VENV/share/.s3a-download"
+  rm -rf "$tmp" && mkdir -p "$tmp" "$jars"
+  "$VENV/bin/python" -m pip download -q --disable-pip-version-check --no-deps --no-binary :all: \
+    --require-hashes -r deploy/local/s3a-jars.lock -d "$tmp"
+  tar -xzf "$tmp"/sagemaker_pyspark-*.tar.gz -C "$tmp" --wildcards \
+    '*/deps/jars/hadoop-aws-3.3.1.jar' '*/deps/jars/aws-java-sdk-bundle-1.11.901.jar'
+  find "$tmp" -name '*.jar' -exec mv {} "$jars/" \;
+  rm -rf "$tmp"
+fi
+log "ready: $VENV"

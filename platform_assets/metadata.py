@@ -1,0 +1,59 @@
+"""Shared asset conventions: owners, node tags, column schemas and Markdown for the UI."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Sequence
+
+import dagster as dg
+
+from platform_assets.catalog import Table
+
+OWNERS = ["team:data-platform"]
+
+
+def node_tags(node: str) -> dict[str, str]:
+    """Shows in the UI which of the three nodes does the work of an asset."""
+    return {"platform/node": node}
+
+
+def version_of(*parts: str) -> str:
+    return hashlib.sha1("\n".join(parts).encode()).hexdigest()[:12]
+
+
+def column_schema(columns: Iterable[tuple[str, str]]) -> dg.TableSchema:
+    return dg.TableSchema(columns=[dg.TableColumn(name, str(typ)) for name, typ in columns])
+
+
+def catalog_columns(table: Table) -> list[tuple[str, str]]:
+    return [(c.name, c.type) for c in table.all_columns]
+
+
+def describe(summary: str, table: Table | None = None, extra: str = "") -> str:
+    """Asset description in Markdown: what it is, then the catalog's columns and keys."""
+    text = summary.strip()
+    if table is not None:
+        text += f"\n\n**Primary key:** `{', '.join(table.primary_key)}` · **cursor:** `{table.cursor_column}`"
+        text += "\n\n| column | type |\n|---|---|\n"
+        text += "\n".join(f"| `{c.name}` | {c.type} |" for c in table.all_columns)
+    if extra:
+        text += "\n\n" + extra.strip()
+    return text
+
+
+def markdown_preview(header: Sequence[str], rows: Sequence[Sequence[object]], limit: int = 10) -> str:
+    def cell(v: object) -> str:
+        return str(v).replace("|", "\\|")
+
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows[:limit]]
+    return "\n".join(lines)
+
+
+def timing(rows: int, nbytes: int, seconds: float) -> dict[str, object]:
+    return {
+        "dagster/row_count": rows,
+        "bytes": nbytes,
+        "seconds": round(seconds, 3),
+        "rows_per_second": round(rows / seconds) if seconds > 0 else 0,
+    }

@@ -1,0 +1,98 @@
+"""Per-environment resource sets, chosen in one place by ``PLATFORM_ENV``.
+
+The asset code is the same everywhere; only these settings differ. Endpoints default to the local stack
+(``local``) or to the topology (``prod``) and can be overridden by environment variables; every secret is a
+``dg.EnvVar`` so it is resolved at run time and never shown in the UI. ``.env.example`` lists each variable.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import dagster as dg
+
+from resources.clickhouse import ClickHouseResource
+from resources.object_store import ObjectStoreResource
+from resources.oltp_postgres import OltpPostgresResource
+from resources.settings import Environment, data_dir, local_port, platform_env, s3a_jars_dir
+from resources.spark import SparkResource
+from resources.topology import service
+
+
+def _env(name: str, default: object) -> str:
+    return os.environ.get(name) or str(default)
+
+
+def oltp_resource(env: Environment) -> OltpPostgresResource:
+    svc = service("oltp-postgres")
+    local = env == "local"
+    return OltpPostgresResource(
+        host=_env("OLTP_HOST", "127.0.0.1" if local else svc.host),
+        port=int(_env("OLTP_PORT", local_port(svc.name) if local else svc.port)),
+        database=_env("OLTP_DB", "tpch"),
+        user=_env("OLTP_USER", "platform"),
+        password=dg.EnvVar("OLTP_PASSWORD"),
+        node=svc.node,
+    )
+
+
+def object_store_resource(env: Environment) -> ObjectStoreResource:
+    svc = service("object-store-s3")
+    local = env == "local"
+    default_url = f"http://127.0.0.1:{local_port(svc.name)}" if local else f"http://{svc.endpoint}"
+    return ObjectStoreResource(
+        endpoint_url=_env("S3_ENDPOINT_URL", default_url),
+        bucket=_env("S3_BUCKET", "lake"),
+        region_name=_env("S3_REGION", "us-east-1"),
+        aws_access_key_id=dg.EnvVar("S3_ACCESS_KEY_ID"),
+        aws_secret_access_key=dg.EnvVar("S3_SECRET_ACCESS_KEY"),
+        node=svc.node,
+    )
+
+
+def spark_resource(env: Environment, object_store: ObjectStoreResource) -> SparkResource:
+    svc = service("spark-connect")
+    remote = os.environ.get("SPARK_REMOTE") or (None if env == "local" else f"sc://{svc.endpoint}")
+    return SparkResource(
+        object_store=object_store,
+        master=_env("SPARK_MASTER", "local[2]"),
+        remote=remote,
+        token=dg.EnvVar("SPARK_CONNECT_TOKEN") if env == "prod" else os.environ.get("SPARK_CONNECT_TOKEN"),
+        shuffle_partitions=int(_env("SPARK_SHUFFLE_PARTITIONS", 4)),
+        s3a_jars_dir=None if remote else str(s3a_jars_dir()),
+        node=svc.node,
+    )
+
+
+def clickhouse_resource(env: Environment) -> ClickHouseResource:
+    svc = service("clickhouse-shard1-http")
+    if env == "local":
+        return ClickHouseResource(dsn=_env("CLICKHOUSE_DSN", f"chdb://{data_dir() / 'clickhouse'}"), node=svc.node)
+    return ClickHouseResource(
+        host=_env("CLICKHOUSE_HOST", svc.host),
+        port=int(_env("CLICKHOUSE_PORT", svc.port)),
+        username=_env("CLICKHOUSE_USER", "platform"),
+        password=dg.EnvVar("CLICKHOUSE_PASSWORD"),
+        cluster=_env("CLICKHOUSE_CLUSTER", "platform"),
+        node=svc.node,
+    )
+
+
+def resource_defs(env: Environment | None = None) -> dict[str, Any]:
+    env = env or platform_env()
+    object_store = object_store_resource(env)
+    return {
+        "oltp": oltp_resource(env),
+        "object_store": object_store,
+        "spark": spark_resource(env, object_store),
+        "clickhouse": clickhouse_resource(env),
+    }
+
+
+def executor_def(env: Environment | None = None) -> dg.ExecutorDefinition:
+    """Local: one process, so one Spark JVM and one chDB engine serve the whole run.
+
+    Prod: a process per step; the engines are remote, so steps are cheap to start and run in parallel.
+    """
+    return dg.in_process_executor if (env or platform_env()) == "local" else dg.multiprocess_executor

@@ -1,0 +1,91 @@
+"""Spark on vps_2: a local session (``local``) or Spark Connect (``prod``), same DataFrame code.
+
+The session is built with dagster-pyspark's ``spark_session_from_config``; s3a settings come from the
+object-store resource, so Spark and the other engines never disagree about endpoint or credentials.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+from dagster_pyspark.resources import spark_session_from_config
+from pydantic import PrivateAttr
+
+from resources.errors import ServiceUnavailableError
+from resources.object_store import ObjectStoreResource
+
+
+class SparkResource(dg.ConfigurableResource):
+    """Lazily creates one SparkSession per process; ``remote`` (sc://host:port) selects Spark Connect."""
+
+    object_store: ObjectStoreResource
+    master: str = "local[2]"
+    remote: str | None = None
+    token: str | None = None
+    shuffle_partitions: int = 4
+    driver_memory: str = "3g"
+    s3a_jars_dir: str | None = None
+    node: str = "vps_2"
+
+    _session: Any = PrivateAttr(default=None)
+
+    @property
+    def endpoint(self) -> str:
+        return self.remote or self.master
+
+    def spark_config(self) -> dict[str, str]:
+        conf: dict[str, str] = {
+            "spark.sql.shuffle.partitions": str(self.shuffle_partitions),
+            "spark.sql.session.timeZone": "UTC",
+            "spark.sql.parquet.outputTimestampType": "TIMESTAMP_MICROS",
+            **self.object_store.spark_conf(),
+        }
+        if self.remote:
+            url = self.remote if not self.token else f"{self.remote.rstrip('/')}/;token={self.token}"
+            conf["spark.remote"] = url
+        else:
+            conf.update(
+                {
+                    "spark.master": self.master,
+                    "spark.app.name": "data-platform",
+                    "spark.ui.enabled": "false",
+                    "spark.driver.host": "127.0.0.1",
+                    "spark.driver.bindAddress": "127.0.0.1",
+                    "spark.driver.memory": self.driver_memory,
+                    "spark.sql.adaptive.enabled": "true",
+                    "spark.driver.extraJavaOptions": "-Dderby.system.home=/nonexistent",
+                }
+            )
+            if self.s3a_jars_dir:
+                jars = sorted(str(p) for p in Path(self.s3a_jars_dir).glob("*.jar"))
+                if not jars:
+                    raise self.unavailable(f"no s3a jars in {self.s3a_jars_dir}; run `make setup`")
+                conf["spark.jars"] = ",".join(jars)
+        return conf
+
+    def unavailable(self, reason: object) -> ServiceUnavailableError:
+        return ServiceUnavailableError(self.node, "spark-connect" if self.remote else "spark", self.endpoint, reason)
+
+    @property
+    def session(self):
+        if self._session is None:
+            try:
+                self._session = spark_session_from_config(self.spark_config())
+                if self.remote:  # the server's s3a settings follow this session's object store
+                    for key, value in self.object_store.spark_conf().items():
+                        self._session.conf.set(key, value)
+            except ServiceUnavailableError:
+                raise
+            except Exception as exc:
+                raise self.unavailable(exc) from None
+        return self._session
+
+    def ping(self) -> str:
+        try:
+            return str(self.session.range(1).count())
+        except ServiceUnavailableError:
+            raise
+        except Exception as exc:
+            raise self.unavailable(exc) from None

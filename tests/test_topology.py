@@ -1,0 +1,61 @@
+"""The topology is declared once; the prod resources and the exposure rules derive from it."""
+
+from ipaddress import IPv4Address
+
+import pytest
+
+from resources import topology
+from resources.environments import resource_defs
+
+
+def test_nodes_are_in_the_private_network():
+    assert {n.name: n.private_ip for n in topology.NODES.values()} == {
+        "vps_1": "10.104.0.2",
+        "vps_2": "10.104.0.3",
+        "vps_3": "10.104.0.4",
+    }
+    for node in topology.NODES.values():
+        assert IPv4Address(node.private_ip) in topology.PRIVATE_NETWORK
+
+
+def test_only_vpn_and_https_on_vps_1_are_public():
+    public = {(s.node, s.name, s.port, s.protocol) for s in topology.public_services()}
+    assert public == {("vps_1", "vpn", 1194, "udp"), ("vps_1", "https", 443, "tcp")}
+    assert [n.name for n in topology.NODES.values() if n.public] == ["vps_1"]
+
+
+def test_validate_rejects_a_public_service_on_a_private_node(monkeypatch):
+    bad = topology.Service("leak", "vps_3", 8443, "oops", public=True)
+    monkeypatch.setitem(topology.SERVICES, "leak", bad)
+    with pytest.raises(ValueError, match="public service leak is on private node vps_3"):
+        topology.validate()
+
+
+def test_validate_rejects_a_port_clash(monkeypatch):
+    monkeypatch.setitem(topology.SERVICES, "dup", topology.Service("dup", "vps_1", 5432, "clash"))
+    with pytest.raises(ValueError, match="both use vps_1:5432/tcp"):
+        topology.validate()
+
+
+def test_prod_resources_point_at_the_topology(monkeypatch):
+    for var in ("OLTP_HOST", "OLTP_PORT", "S3_ENDPOINT_URL", "SPARK_REMOTE", "CLICKHOUSE_HOST", "CLICKHOUSE_PORT"):
+        monkeypatch.delenv(var, raising=False)
+    r = resource_defs("prod")
+    svc = topology.SERVICES
+    assert (r["oltp"].host, r["oltp"].port) == (svc["oltp-postgres"].host, svc["oltp-postgres"].port)
+    assert r["object_store"].endpoint_url == f"http://{svc['object-store-s3'].endpoint}"
+    assert r["spark"].remote == f"sc://{svc['spark-connect'].endpoint}"
+    assert (r["clickhouse"].host, r["clickhouse"].port) == (
+        svc["clickhouse-shard1-http"].host,
+        svc["clickhouse-shard1-http"].port,
+    )
+    # every prod endpoint is a private address that the topology declares for that service
+    for res, name in ((r["oltp"], "oltp-postgres"), (r["clickhouse"], "clickhouse-shard1-http")):
+        assert not svc[name].public and res.node == svc[name].node
+
+
+def test_local_resources_use_loopback_and_configured_ports():
+    r = resource_defs("local")
+    assert r["oltp"].host == "127.0.0.1" and r["oltp"].port == 25432  # from conftest's LOCAL_PORT_*
+    assert r["object_store"].endpoint_url == "http://127.0.0.1:25333"
+    assert r["clickhouse"].dsn.startswith("chdb://") and r["spark"].remote is None
