@@ -72,6 +72,11 @@ SERVICES: dict[str, Service] = {
         Service("clickhouse-shard2-http", "vps_3", 8124, "ClickHouse shard 2 HTTP"),
         Service("clickhouse-shard2-native", "vps_3", 9001, "ClickHouse shard 2 native/interserver queries"),
         Service("clickhouse-keeper", "vps_3", 9181, "ClickHouse Keeper (coordination for ON CLUSTER DDL)"),
+        # deployment (deploy/): SSH enters through vps_1 only (from the VPC/VPN or an admin CIDR, never public)
+        Service("ssh-vps1", "vps_1", 22, "OpenSSH on the bastion: the only SSH entry (VPN/VPC or admin CIDR)"),
+        Service("ssh-vps2", "vps_2", 22, "OpenSSH, reached through the bastion (ProxyJump)"),
+        Service("ssh-vps3", "vps_3", 22, "OpenSSH, reached through the bastion (ProxyJump)"),
+        Service("k3s-api", "vps_2", 6443, "Kubernetes API (k3s) for kubectl and Dagster's Kubernetes integration"),
     )
 }
 
