@@ -1,0 +1,332 @@
+"""vps_1, the edge: Dagster, both PostgreSQL databases, SeaweedFS, OpenVPN, the TLS proxy and the backups.
+
+Rendered to ``deploy/vps_1/`` (compose.yaml, dagster/dagster.yaml, dagster/workspace.yaml,
+openvpn/server.conf). Dagster's processes reach the data services at their topology addresses, exactly as
+the prod resources do; runs are containers started by the daemon (DockerRunLauncher) on the same network.
+"""
+
+from __future__ import annotations
+
+from ipaddress import IPv4Network
+from typing import Any
+
+from deploy import versions
+from deploy.compose_common import LOGGING, PLATFORM_ROOT, bind_volume, healthcheck, publish, require
+from resources.topology import PRIVATE_NETWORK, service
+
+NODE = "vps_1"
+NETWORK = "platform"  # DockerRunLauncher starts run containers on this network
+NETWORK_SUBNET = IPv4Network("172.30.1.0/24")
+VPN_SUBNET = IPv4Network("10.8.0.0/24")  # addresses of VPN clients; NATed into the VPC by the gateway
+DAGSTER_IMAGE_VAR = "DAGSTER_IMAGE"  # set by Ansible to platform/dagster:<git commit>
+SPARK_CA_IN_CONTAINER = "/run/platform/spark-connect-ca.pem"
+SPARK_CA_ON_HOST = f"{PLATFORM_ROOT}/secrets/spark-connect-ca.pem"
+CODE_LOCATION = "data_platform"
+CODE_MODULE = "platform_assets.definitions"
+
+# Secrets the resources read in prod (resources/environments.py); forwarded to every run container too.
+RESOURCE_SECRETS = [
+    "OLTP_PASSWORD",
+    "S3_ACCESS_KEY_ID",
+    "S3_SECRET_ACCESS_KEY",
+    "SPARK_CONNECT_TOKEN",
+    "CLICKHOUSE_PASSWORD",
+]
+# Every key the node's .env must hold (Ansible writes exactly these from the operator's secrets file).
+SECRET_KEYS = [
+    *RESOURCE_SECRETS,
+    "DAGSTER_PG_PASSWORD",
+    "DAGSTER_UI_DOMAIN",
+    "DAGSTER_UI_USER",
+    "DAGSTER_UI_PASSWORD_HASH",
+    "ACME_EMAIL",
+    "VPN_PUBLIC_HOST",
+]
+
+DAGSTER_PG = {"user": "dagster", "db": "dagster"}
+OLTP = {"user": "platform", "db": "tpch"}  # the prod defaults of resources/environments.py
+BACKUP_BUCKET = "backups"
+
+
+def _dagster_env() -> dict[str, str]:
+    env = {
+        "PLATFORM_ENV": "prod",
+        "DAGSTER_HOME": "/opt/dagster/home",
+        "DAGSTER_CURRENT_IMAGE": "${" + DAGSTER_IMAGE_VAR + "}",
+        "DAGSTER_PG_USER": DAGSTER_PG["user"],
+        "DAGSTER_PG_DB": DAGSTER_PG["db"],
+        "DAGSTER_PG_PASSWORD": require("DAGSTER_PG_PASSWORD"),
+        "GRPC_DEFAULT_SSL_ROOTS_FILE_PATH": SPARK_CA_IN_CONTAINER,  # trusts Spark Connect's TLS certificate
+    }
+    env.update({k: require(k) for k in RESOURCE_SECRETS})
+    return env
+
+
+def _dagster_service(command: list[str], test: list[str], depends: dict[str, str]) -> dict[str, Any]:
+    return {
+        "image": "${" + DAGSTER_IMAGE_VAR + ":?set by Ansible}",
+        "restart": "unless-stopped",
+        "command": command,
+        "environment": _dagster_env(),
+        "volumes": [
+            "./dagster/dagster.yaml:/opt/dagster/home/dagster.yaml:ro",
+            "./dagster/workspace.yaml:/opt/dagster/home/workspace.yaml:ro",
+            f"{SPARK_CA_ON_HOST}:{SPARK_CA_IN_CONTAINER}:ro",
+        ],
+        "healthcheck": healthcheck(test, start_period="60s"),
+        "depends_on": {name: {"condition": cond} for name, cond in depends.items()},
+        "logging": LOGGING,
+        "networks": [NETWORK],
+    }
+
+
+def _postgres(name: str, user: str, db: str, password_var: str, volume_name: str) -> dict[str, Any]:
+    return {
+        "image": versions.POSTGRES,
+        "restart": "unless-stopped",
+        "environment": {"POSTGRES_USER": user, "POSTGRES_DB": db, "POSTGRES_PASSWORD": require(password_var)},
+        "command": ["postgres", "-c", "shared_buffers=512MB", "-c", "max_wal_size=4GB"],
+        "shm_size": "256m",
+        "ports": [publish(name, 5432)],
+        "volumes": [f"{volume_name}:/var/lib/postgresql/data"],
+        "healthcheck": healthcheck(["CMD", "pg_isready", "-U", user, "-d", db]),
+        "logging": LOGGING,
+        "networks": [NETWORK],
+    }
+
+
+def compose() -> dict[str, Any]:
+    s3 = service("object-store-s3")
+    code = service("dagster-code-server")
+    web = service("dagster-webserver")
+    services: dict[str, Any] = {
+        "oltp-postgres": _postgres("oltp-postgres", OLTP["user"], OLTP["db"], "OLTP_PASSWORD", "oltp-postgres-data"),
+        "dagster-postgres": _postgres(
+            "dagster-postgres", DAGSTER_PG["user"], DAGSTER_PG["db"], "DAGSTER_PG_PASSWORD", "dagster-postgres-data"
+        ),
+        "seaweedfs": {
+            "image": versions.SEAWEEDFS,
+            "restart": "unless-stopped",
+            "entrypoint": ["/bin/sh", "/etc/seaweedfs/start.sh"],
+            "environment": {k: require(k) for k in ("S3_ACCESS_KEY_ID", "S3_SECRET_ACCESS_KEY")},
+            "ports": [
+                publish("object-store-s3"),
+                publish("object-store-master"),
+                publish("object-store-volume"),
+                publish("object-store-filer"),
+            ],
+            "volumes": ["./seaweedfs/start.sh:/etc/seaweedfs/start.sh:ro", "seaweedfs-data:/data"],
+            "healthcheck": healthcheck(["CMD", "wget", "-q", "-O", "/dev/null", f"http://127.0.0.1:{s3.port}/healthz"]),
+            "logging": LOGGING,
+            "networks": [NETWORK],
+        },
+        "dagster-code-server": _dagster_service(
+            [
+                "dagster",
+                "code-server",
+                "start",
+                "-h",
+                "0.0.0.0",
+                "-p",
+                str(code.port),
+                "-m",
+                CODE_MODULE,
+                "--location-name",
+                CODE_LOCATION,
+            ],
+            ["CMD", "dagster", "api", "grpc-health-check", "-p", str(code.port)],
+            {"dagster-postgres": "service_healthy"},
+        ),
+        "dagster-webserver": _dagster_service(
+            ["dagster-webserver", "-h", "0.0.0.0", "-p", str(web.port), "-w", "/opt/dagster/home/workspace.yaml"],
+            [
+                "CMD",
+                "python",
+                "-c",
+                f"import urllib.request; urllib.request.urlopen('http://127.0.0.1:{web.port}/server_info')",
+            ],
+            {"dagster-postgres": "service_healthy", "dagster-code-server": "service_healthy"},
+        ),
+        "dagster-daemon": _dagster_service(
+            ["dagster-daemon", "run", "-w", "/opt/dagster/home/workspace.yaml"],
+            ["CMD", "dagster-daemon", "liveness-check"],
+            {"dagster-postgres": "service_healthy", "dagster-code-server": "service_healthy"},
+        ),
+        "proxy": {
+            "image": versions.CADDY,
+            "restart": "unless-stopped",
+            "environment": {k: require(k) for k in ("DAGSTER_UI_DOMAIN", "ACME_EMAIL", "DAGSTER_UI_USER")}
+            | {
+                "DAGSTER_UI_PASSWORD_HASH": require("DAGSTER_UI_PASSWORD_HASH"),
+                "DAGSTER_UPSTREAM": f"dagster-webserver:{web.port}",
+            },
+            "ports": [publish("https")],
+            "volumes": ["./caddy/Caddyfile:/etc/caddy/Caddyfile:ro", "proxy-data:/data", "proxy-config:/config"],
+            "healthcheck": healthcheck(["CMD", "wget", "-q", "-O", "/dev/null", "http://127.0.0.1:2019/config/"]),
+            "depends_on": {"dagster-webserver": {"condition": "service_healthy"}},
+            "logging": LOGGING,
+            "networks": [NETWORK],
+        },
+        "openvpn": {
+            "build": {"context": "./openvpn"},
+            "image": "platform/openvpn:" + versions.DEBIAN_SLIM.split(":")[1],
+            "restart": "unless-stopped",
+            "cap_add": ["NET_ADMIN"],
+            "devices": ["/dev/net/tun:/dev/net/tun"],
+            "sysctls": {"net.ipv4.ip_forward": "1"},
+            "environment": {
+                "VPN_PUBLIC_HOST": require("VPN_PUBLIC_HOST"),
+                "VPN_SUBNET": str(VPN_SUBNET),
+                "VPC_CIDR": str(PRIVATE_NETWORK),
+            },
+            "ports": [publish("vpn")],
+            "volumes": ["./openvpn/server.conf:/etc/openvpn/server.conf:ro", "openvpn-pki:/etc/openvpn/pki"],
+            "healthcheck": healthcheck(["CMD", "pgrep", "-x", "openvpn"]),
+            "logging": LOGGING,
+            "networks": [NETWORK],
+        },
+        "postgres-backup": {
+            "build": {"context": "./backup", "args": {"POSTGRES_IMAGE": versions.POSTGRES}},
+            "image": "platform/postgres-backup:" + versions.POSTGRES.split(":")[1],
+            "restart": "unless-stopped",
+            "environment": {
+                "BACKUP_INTERVAL_SECONDS": "86400",
+                "BACKUP_KEEP": "14",
+                "BACKUP_BUCKET": BACKUP_BUCKET,
+                "S3_ENDPOINT_URL": f"http://seaweedfs:{s3.port}",
+                "S3_ACCESS_KEY_ID": require("S3_ACCESS_KEY_ID"),
+                "S3_SECRET_ACCESS_KEY": require("S3_SECRET_ACCESS_KEY"),
+                "OLTP_URL": f"postgresql://{OLTP['user']}@oltp-postgres:5432/{OLTP['db']}",
+                "OLTP_PASSWORD": require("OLTP_PASSWORD"),
+                "DAGSTER_PG_URL": f"postgresql://{DAGSTER_PG['user']}@dagster-postgres:5432/{DAGSTER_PG['db']}",
+                "DAGSTER_PG_PASSWORD": require("DAGSTER_PG_PASSWORD"),
+            },
+            "healthcheck": healthcheck(["CMD", "/usr/local/bin/backup-healthy"], interval="5m", start_period="30m"),
+            "depends_on": {
+                "oltp-postgres": {"condition": "service_healthy"},
+                "dagster-postgres": {"condition": "service_healthy"},
+                "seaweedfs": {"condition": "service_healthy"},
+            },
+            "logging": LOGGING,
+            "networks": [NETWORK],
+        },
+    }
+    services["dagster-daemon"]["volumes"].append("/var/run/docker.sock:/var/run/docker.sock")
+    return {
+        "name": "platform-edge",
+        "services": services,
+        "networks": {NETWORK: {"name": NETWORK, "ipam": {"config": [{"subnet": str(NETWORK_SUBNET)}]}}},
+        "volumes": {
+            "oltp-postgres-data": bind_volume("oltp-postgres", "data"),
+            "dagster-postgres-data": bind_volume("dagster-postgres", "data"),
+            "seaweedfs-data": bind_volume("seaweedfs", "data"),
+            "openvpn-pki": bind_volume("edge-state", "openvpn-pki"),
+            "proxy-data": bind_volume("edge-state", "proxy-data"),
+            "proxy-config": bind_volume("edge-state", "proxy-config"),
+        },
+    }
+
+
+def dagster_instance() -> dict[str, Any]:
+    """dagster.yaml: PostgreSQL storage, queued runs with tag limits, runs as containers, logs in the object store."""
+    s3 = service("object-store-s3")
+    return {
+        "storage": {
+            "postgres": {
+                "postgres_db": {
+                    "hostname": "dagster-postgres",
+                    "port": 5432,
+                    "username": {"env": "DAGSTER_PG_USER"},
+                    "password": {"env": "DAGSTER_PG_PASSWORD"},
+                    "db_name": {"env": "DAGSTER_PG_DB"},
+                    # SQLAlchemy 2.1 maps postgresql:// to psycopg 3; dagster-postgres ships psycopg2
+                    "scheme": "postgresql+psycopg2",
+                }
+            }
+        },
+        "run_coordinator": {
+            "module": "dagster.core.run_coordinator",
+            "class": "QueuedRunCoordinator",
+            "config": {
+                "max_concurrent_runs": 4,
+                # a backfill cannot take every slot; runs of one Spark Connect server are capped
+                "tag_concurrency_limits": [
+                    {"key": "dagster/backfill", "limit": 2},
+                    {"key": "platform/node", "value": "vps_2", "limit": 2},
+                ],
+            },
+        },
+        "run_launcher": {
+            "module": "dagster_docker",
+            "class": "DockerRunLauncher",
+            "config": {
+                "network": NETWORK,
+                "env_vars": [
+                    "PLATFORM_ENV",
+                    "DAGSTER_PG_USER",
+                    "DAGSTER_PG_DB",
+                    "DAGSTER_PG_PASSWORD",
+                    "GRPC_DEFAULT_SSL_ROOTS_FILE_PATH",
+                    *RESOURCE_SECRETS,
+                ],
+                "container_kwargs": {
+                    "volumes": [f"{SPARK_CA_ON_HOST}:{SPARK_CA_IN_CONTAINER}:ro"],
+                    "auto_remove": False,
+                },
+            },
+        },
+        "scheduler": {"module": "dagster.core.scheduler", "class": "DagsterDaemonScheduler"},
+        "run_monitoring": {"enabled": True, "max_resume_run_attempts": 0, "poll_interval_seconds": 60},
+        "compute_logs": {
+            "module": "dagster_aws.s3.compute_log_manager",
+            "class": "S3ComputeLogManager",
+            "config": {
+                "bucket": "lake",
+                "prefix": "dagster/compute-logs",
+                "endpoint_url": f"http://{s3.endpoint}",
+                "region": "us-east-1",
+            },
+        },
+        "telemetry": {"enabled": False},
+        "nux": {"enabled": False},
+    }
+
+
+def workspace() -> dict[str, Any]:
+    code = service("dagster-code-server")
+    return {
+        "load_from": [
+            {"grpc_server": {"host": "dagster-code-server", "port": code.port, "location_name": CODE_LOCATION}}
+        ]
+    }
+
+
+def openvpn_server_conf() -> str:
+    """Split tunnel: clients get a route to the VPC only, never a default route."""
+    vpn = service("vpn")
+    return "\n".join(
+        [
+            "# Generated by `python -m deploy.render` from resources/topology.py — do not edit by hand.",
+            f"port {vpn.port}",
+            f"proto {vpn.protocol}",
+            "dev tun",
+            "topology subnet",
+            f"server {VPN_SUBNET.network_address} {VPN_SUBNET.netmask}",
+            f'push "route {PRIVATE_NETWORK.network_address} {PRIVATE_NETWORK.netmask}"',
+            "ca /etc/openvpn/pki/ca.crt",
+            "cert /etc/openvpn/pki/issued/server.crt",
+            "key /etc/openvpn/pki/private/server.key",
+            "dh none",
+            "tls-crypt /etc/openvpn/pki/tls-crypt.key",
+            "crl-verify /etc/openvpn/crl.pem",
+            "tls-version-min 1.2",
+            "data-ciphers AES-256-GCM:CHACHA20-POLY1305",
+            "keepalive 10 60",
+            "user nobody",
+            "group nogroup",
+            "persist-key",
+            "persist-tun",
+            "verb 3",
+            "",
+        ]
+    )
