@@ -28,7 +28,9 @@ def test_oltp_down_names_node_service_endpoint():
     with pytest.raises(ServiceUnavailableError) as err:
         res.ping()
     msg = str(err.value)
-    assert msg.startswith(f"oltp-postgres on vps_1 is unreachable or misconfigured at postgresql://platform@127.0.0.1:{port}/tpch")
+    assert msg.startswith(
+        f"oltp-postgres on vps_1 is unreachable or misconfigured at postgresql://platform@127.0.0.1:{port}/tpch"
+    )
     assert "\n" not in msg and "x" not in msg.split(":")[-1].split()  # one line, no password
 
 
