@@ -10,7 +10,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from deploy import clickhouse_config, compute_manifests, edge_stack, inventory, warehouse_stack
+from deploy import clickhouse_config, compute_manifests, edge_stack, inventory, versions, warehouse_stack
 from deploy.compose_common import GENERATED_HEADER, to_yaml, to_yaml_all
 
 DEPLOY_DIR = Path(__file__).resolve().parent
@@ -32,6 +32,33 @@ def secrets_example() -> str:
     return GENERATED_HEADER + "\n".join(lines) + "\n"
 
 
+def images() -> dict[str, object]:
+    """deploy/ansible/images.yml: every image built on vps_1 (from the archived commit in ``src_dir``)."""
+    src = "{{ src_dir }}"
+
+    def image(tag: str, folder: str, **args: str) -> dict[str, object]:
+        entry: dict[str, object] = {
+            "tag": tag,
+            "dockerfile": f"{src}/{folder}/Dockerfile",
+            "context": f"{src}/{folder}",
+        }
+        if args:
+            entry["args"] = args
+        return entry
+
+    edge = edge_stack.compose()["services"]
+    built = [
+        {"tag": "{{ dagster_image }}", "dockerfile": f"{src}/deploy/vps_1/dagster/Dockerfile", "context": src},
+        image(edge["openvpn"]["image"], "deploy/vps_1/openvpn"),
+        image(edge["postgres-backup"]["image"], "deploy/vps_1/backup", **edge["postgres-backup"]["build"]["args"]),
+        image(compute_manifests.SPARK_IMAGE, "deploy/vps_2/spark", SPARK_VERSION=versions.SPARK,
+              HADOOP_VERSION=versions.SPARK_HADOOP),
+        image(compute_manifests.JUPYTER_IMAGE, "deploy/vps_2/jupyter", JUPYTERLAB_VERSION=versions.JUPYTERLAB,
+              PYSPARK_VERSION=versions.SPARK),
+    ]  # fmt: skip
+    return {"images": built, "k3s_images": [compute_manifests.SPARK_IMAGE, compute_manifests.JUPYTER_IMAGE]}
+
+
 def files() -> dict[str, str]:
     """Relative path under deploy/ -> content."""
     out: dict[str, str] = {
@@ -44,6 +71,7 @@ def files() -> dict[str, str]:
         "vps_3/clickhouse/keeper/keeper_config.xml": clickhouse_config.keeper_config(),
         "vps_2/manifests/kustomization.yaml": to_yaml(compute_manifests.kustomization()),
         "ansible/inventory.yml": to_yaml(inventory.inventory()),
+        "ansible/images.yml": to_yaml(images()),
         "secrets.env.example": secrets_example(),
     }
     for shard in clickhouse_config.SHARDS:
