@@ -63,6 +63,19 @@ def _pg_dir() -> Path:
     return data_dir() / "postgres"
 
 
+def _let_postgres_reach(path: Path) -> None:
+    """As root the server runs as ``postgres``, which needs search (x) permission on every parent folder.
+
+    A clone under a private folder (mode 0700, e.g. from mktemp) lacks it; grant search only, not listing.
+    """
+    if os.geteuid() != 0:
+        return
+    for parent in reversed(path.parents):
+        if subprocess.run(["runuser", "-u", "postgres", "--", "test", "-x", str(parent)]).returncode != 0:
+            parent.chmod(parent.stat().st_mode | 0o001)
+            _log(f"granted search permission on {parent} so the postgres user can reach its data folder")
+
+
 def postgres_up() -> None:
     oltp = oltp_resource("local")
     password = require_env("OLTP_PASSWORD")
@@ -70,6 +83,7 @@ def postgres_up() -> None:
     root.mkdir(parents=True, exist_ok=True)
     if os.geteuid() == 0:
         shutil.chown(root, "postgres", "postgres")
+        _let_postgres_reach(root)
     if not (pgdata / "PG_VERSION").exists():
         pwfile = root / ".pwfile"
         pwfile.write_text(password + "\n")
