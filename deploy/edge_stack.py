@@ -62,8 +62,10 @@ def _dagster_env() -> dict[str, str]:
     return env
 
 
-def _dagster_service(command: list[str], test: list[str], depends: dict[str, str]) -> dict[str, Any]:
-    return {
+def _dagster_service(
+    command: list[str], test: list[str], depends: dict[str, str], published: str | None = None
+) -> dict[str, Any]:
+    spec = {
         "image": "${" + DAGSTER_IMAGE_VAR + ":?set by Ansible}",
         "restart": "unless-stopped",
         "command": command,
@@ -78,6 +80,9 @@ def _dagster_service(command: list[str], test: list[str], depends: dict[str, str
         "logging": LOGGING,
         "networks": [NETWORK],
     }
+    if published:
+        spec["ports"] = [publish(published)]
+    return spec
 
 
 def _postgres(name: str, user: str, db: str, password_var: str, volume_name: str) -> dict[str, Any]:
@@ -136,6 +141,7 @@ def compose() -> dict[str, Any]:
             ],
             ["CMD", "dagster", "api", "grpc-health-check", "-p", str(code.port)],
             {"dagster-postgres": "service_healthy"},
+            "dagster-code-server",
         ),
         "dagster-webserver": _dagster_service(
             ["dagster-webserver", "-h", "0.0.0.0", "-p", str(web.port), "-w", "/opt/dagster/home/workspace.yaml"],
@@ -146,6 +152,7 @@ def compose() -> dict[str, Any]:
                 f"import urllib.request; urllib.request.urlopen('http://127.0.0.1:{web.port}/server_info')",
             ],
             {"dagster-postgres": "service_healthy", "dagster-code-server": "service_healthy"},
+            "dagster-webserver",
         ),
         "dagster-daemon": _dagster_service(
             ["dagster-daemon", "run", "-w", "/opt/dagster/home/workspace.yaml"],

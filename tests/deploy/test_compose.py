@@ -1,0 +1,94 @@
+"""The Docker Compose stacks of vps_1 and vps_3, parsed: bindings, pins, healthchecks, volumes, secrets."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from deploy import edge_stack, warehouse_stack
+from deploy.storage import volumes_on
+from resources.topology import NODES, PRIVATE_NETWORK, SERVICES
+from tests.deploy._helpers import COMPOSE, DEPLOY, compose, published
+
+HOST_LEVEL = {"ssh-vps1", "ssh-vps2", "ssh-vps3", "k3s-api"}  # not containers: sshd and k3s on the host
+PINNED = re.compile(r"^[a-z0-9./_-]+:(?!latest$)[A-Za-z0-9._-]*\d[A-Za-z0-9._-]*$")
+NODES_WITH_COMPOSE = ["vps_1", "vps_3"]
+
+
+@pytest.mark.parametrize("node", NODES_WITH_COMPOSE)
+def test_published_ports_are_exactly_the_topology(node):
+    expected = {
+        ("0.0.0.0" if s.public else NODES[node].private_ip, s.port, s.protocol)
+        for s in SERVICES.values()
+        if s.node == node and s.name not in HOST_LEVEL
+    }
+    assert published(node) == expected
+
+
+def test_nothing_on_vps_3_is_published_beyond_its_private_address():
+    assert {ip for ip, _, _ in published("vps_3")} == {NODES["vps_3"].private_ip}
+
+
+def test_only_vpn_and_https_listen_on_every_interface():
+    public = {(port, proto) for ip, port, proto in published("vps_1") if ip != NODES["vps_1"].private_ip}
+    assert public == {(1194, "udp"), (443, "tcp")}
+
+
+@pytest.mark.parametrize("node", NODES_WITH_COMPOSE)
+def test_every_service_is_pinned_healthchecked_and_restarted(node):
+    for name, svc in compose(node)["services"].items():
+        image = svc["image"]
+        assert PINNED.match(image) or image == "${DAGSTER_IMAGE:?set by Ansible}", f"{name}: unpinned {image}"
+        assert svc["restart"] == "unless-stopped", name
+        assert svc["healthcheck"]["test"][0] in ("CMD", "CMD-SHELL"), name
+
+
+@pytest.mark.parametrize("node", NODES_WITH_COMPOSE)
+def test_data_lives_on_the_nodes_block_volumes(node):
+    mounts = [v.mount_point for v in volumes_on(node)]
+    spec = compose(node)
+    for name, vol in spec["volumes"].items():
+        device = vol["driver_opts"]["device"]
+        assert any(device.startswith(m + "/") for m in mounts), f"{name} -> {device}"
+    for svc_name, svc in spec["services"].items():
+        for mount in svc.get("volumes", []):
+            source = mount.split(":")[0]
+            assert source.startswith(("./", "/opt/platform/", "/var/run/docker.sock")) or source in spec["volumes"], (
+                f"{svc_name}: anonymous or undeclared volume {source}"
+            )
+
+
+@pytest.mark.parametrize(("node", "keys"), [("vps_1", edge_stack.SECRET_KEYS), ("vps_3", warehouse_stack.SECRET_KEYS)])
+def test_every_interpolated_variable_is_a_declared_node_secret(node, keys):
+    text = COMPOSE[node].read_text()
+    used = set(re.findall(r"\$\{([A-Z0-9_]+)", text))
+    assert used, "the stack takes its secrets from .env"
+    assert used - {edge_stack.DAGSTER_IMAGE_VAR} <= set(keys)
+    assert not re.search(r"(PASSWORD|SECRET|TOKEN)[A-Z_]*: (?!\$\{)", text), "a literal secret in compose"
+
+
+def test_dagster_instance_runs_in_containers_on_the_stack_network():
+    instance = edge_stack.dagster_instance()
+    assert instance["run_launcher"]["class"] == "DockerRunLauncher"
+    assert instance["run_launcher"]["config"]["network"] == compose("vps_1")["networks"][edge_stack.NETWORK]["name"]
+    assert instance["storage"]["postgres"]["postgres_db"]["scheme"] == "postgresql+psycopg2"
+    assert instance["run_coordinator"]["class"] == "QueuedRunCoordinator"
+    assert instance["run_coordinator"]["config"]["tag_concurrency_limits"]
+    assert instance["scheduler"]["class"] == "DagsterDaemonScheduler"
+    forwarded = set(instance["run_launcher"]["config"]["env_vars"])
+    assert set(edge_stack.RESOURCE_SECRETS) | {"PLATFORM_ENV"} <= forwarded
+
+
+def test_workspace_points_at_the_code_server_service():
+    spec = compose("vps_1")["services"]["dagster-code-server"]
+    grpc = edge_stack.workspace()["load_from"][0]["grpc_server"]
+    assert str(grpc["port"]) in spec["command"] and "platform_assets.definitions" in spec["command"]
+    assert grpc["host"] == "dagster-code-server"
+
+
+def test_vpn_is_a_split_tunnel_to_the_vpc():
+    conf = (DEPLOY / "vps_1" / "openvpn" / "server.conf").read_text()
+    assert f'push "route {PRIVATE_NETWORK.network_address} {PRIVATE_NETWORK.netmask}"' in conf
+    assert "redirect-gateway" not in conf
+    assert edge_stack.VPN_SUBNET.overlaps(edge_stack.NETWORK_SUBNET) is False

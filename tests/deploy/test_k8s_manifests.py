@@ -1,0 +1,83 @@
+"""vps_2's manifests against the Kubernetes schemas of the k3s version deployed (offline), and their boundaries."""
+
+from __future__ import annotations
+
+import kubernetes_validate
+import pytest
+import yaml
+
+from deploy import compute_manifests, versions
+from resources.topology import NODES, PRIVATE_NETWORK, service
+from tests.deploy._helpers import MANIFESTS, manifests
+
+DOCS = [(f"{name}:{d['kind']}/{d['metadata']['name']}", d) for name, docs in manifests().items() for d in docs]
+
+
+@pytest.mark.parametrize(("label", "doc"), DOCS, ids=[label for label, _ in DOCS])
+def test_manifest_is_valid_for_the_deployed_kubernetes(label, doc):
+    kubernetes_validate.validate(doc, versions.k8s_minor(), strict=True)
+
+
+def test_schema_validation_rejects_a_broken_manifest():
+    broken = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "x"}, "spec": {"ports": [{"port": "high"}]}}
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(broken, versions.k8s_minor(), strict=True)
+
+
+def test_kustomization_lists_every_manifest():
+    kustomization = yaml.safe_load((MANIFESTS / "kustomization.yaml").read_text())
+    assert sorted(kustomization["resources"]) == sorted(manifests())
+
+
+def _all(kind: str) -> list[dict]:
+    return [d for _, d in DOCS if d["kind"] == kind]
+
+
+def test_services_are_exposed_only_on_the_private_address_at_topology_ports():
+    exposed = {}
+    for svc in _all("Service"):
+        spec = svc["spec"]
+        assert spec.get("type", "ClusterIP") == "ClusterIP", "no NodePort/LoadBalancer: nothing on the public NIC"
+        assert spec["externalIPs"] == [NODES["vps_2"].private_ip]
+        assert spec["externalTrafficPolicy"] == "Local"  # keeps client addresses for the NetworkPolicies
+        exposed[svc["metadata"]["name"]] = {p["port"] for p in spec["ports"]}
+    assert exposed == {"spark-connect": {service("spark-connect").port}, "jupyter": {service("jupyter").port}}
+
+
+def test_every_container_has_requests_and_limits_and_a_pinned_image():
+    for deployment in _all("Deployment"):
+        for c in deployment["spec"]["template"]["spec"]["containers"]:
+            assert {"cpu", "memory"} <= set(c["resources"]["requests"]) and {"cpu", "memory"} <= set(
+                c["resources"]["limits"]
+            ), c["name"]
+            assert ":" in c["image"] and not c["image"].endswith(":latest"), c["image"]
+
+
+def test_network_policies_admit_only_the_vpc_and_the_namespace():
+    policies = {p["metadata"]["name"]: p["spec"] for p in _all("NetworkPolicy")}
+    assert policies["default-deny"] == {"podSelector": {}, "policyTypes": ["Ingress", "Egress"]}
+    sources = [peer for rule in policies["ingress-from-vpc"]["ingress"] for peer in rule["from"]]
+    blocks = {peer["ipBlock"]["cidr"] for peer in sources if "ipBlock" in peer}
+    assert blocks == {str(PRIVATE_NETWORK)}
+    assert all(set(peer) <= {"ipBlock", "podSelector"} and "namespaceSelector" not in peer for peer in sources)
+
+
+def test_spark_connect_requires_a_token_behind_tls():
+    deployment = next(d for d in _all("Deployment") if d["metadata"]["name"] == "spark-connect")
+    containers = {c["name"]: c for c in deployment["spec"]["template"]["spec"]["containers"]}
+    env = {e["name"]: e for e in containers["spark-connect"]["env"]}
+    assert (
+        env["SPARK_CONNECT_AUTHENTICATE_TOKEN"]["valueFrom"]["secretKeyRef"]["name"] == compute_manifests.SPARK_SECRET
+    )
+    defaults = compute_manifests.spark_defaults()
+    assert "spark.connect.grpc.binding.address 127.0.0.1" in defaults  # only the TLS sidecar reaches it
+    assert containers["tls-proxy"]["ports"][0]["containerPort"] == service("spark-connect").port
+    assert f"http://{service('object-store-s3').endpoint}" in defaults
+
+
+def test_dagster_has_a_namespaced_service_account_for_jobs():
+    role = _all("Role")[0]
+    binding = _all("RoleBinding")[0]
+    assert any("jobs" in r["resources"] and "create" in r["verbs"] for r in role["rules"])
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "dagster", "namespace": "platform"}]
+    assert not _all("ClusterRole") and not _all("ClusterRoleBinding")
