@@ -1,0 +1,77 @@
+"""Ansible: the playbook passes ansible-playbook's syntax check; the inventory enters through vps_1 only."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import jinja2
+import yaml
+
+from deploy import inventory
+from resources.topology import NODES
+from tests.deploy._helpers import DEPLOY
+
+ANSIBLE = DEPLOY / "ansible"
+BIN = Path(sys.executable).parent
+ENV = {**os.environ, "ANSIBLE_CONFIG": str(ANSIBLE / "ansible.cfg"), "ANSIBLE_LOCAL_TEMP": "/tmp/ansible-local-test"}
+
+
+def _run(*cmd: str) -> subprocess.CompletedProcess:
+    return subprocess.run([str(BIN / cmd[0]), *cmd[1:]], cwd=ANSIBLE, env=ENV, capture_output=True, text=True)
+
+
+def test_playbook_syntax():
+    result = _run("ansible-playbook", "--syntax-check", "site.yml")
+    assert result.returncode == 0, result.stderr
+
+
+def test_inventory_enters_through_the_bastion_only():
+    result = _run("ansible-inventory", "--list")
+    assert result.returncode == 0, result.stderr
+    hostvars = json.loads(result.stdout)["_meta"]["hostvars"]
+    assert set(hostvars) == set(NODES)
+    for name, node in NODES.items():
+        host = hostvars[name]
+        assert host["private_ip"] == node.private_ip
+        if name == inventory.BASTION:
+            assert "ProxyJump" not in host.get("ansible_ssh_common_args", "")
+        else:
+            assert host["ansible_host"] == node.private_ip
+            assert host["ansible_ssh_common_args"] == "-o ProxyJump=deploy@{{ bastion_host }}"
+
+
+def _tasks(doc: object):
+    if isinstance(doc, list):
+        for item in doc:
+            yield from _tasks(item)
+    elif isinstance(doc, dict):
+        if "tasks" in doc:
+            yield from _tasks(doc["tasks"])
+        elif "name" in doc:
+            yield doc
+
+
+def test_every_task_is_named_and_uses_an_existing_builtin_module():
+    import ansible.modules as builtin
+
+    modules_dir = Path(builtin.__file__).parent
+    for path in [ANSIBLE / "site.yml", *sorted((ANSIBLE / "tasks").glob("*.yml"))]:
+        for task in _tasks(yaml.safe_load(path.read_text())):
+            action = next(k for k in task if k.startswith("ansible.builtin."))
+            assert (modules_dir / f"{action.removeprefix('ansible.builtin.')}.py").exists(), (path.name, action)
+            assert task["name"], path.name
+
+
+def test_each_node_env_gets_only_its_own_keys():
+    template = jinja2.Environment(trim_blocks=True, lstrip_blocks=False).from_string(
+        (ANSIBLE / "templates" / "node.env.j2").read_text()
+    )
+    lines = [f"{k}=value-of-{k}" for keys in inventory.SECRET_KEYS.values() for k in keys]
+    for node, keys in inventory.SECRET_KEYS.items():
+        out = template.render(inventory_hostname=node, secret_lines=lines, secret_keys=keys)
+        written = {line.split("=", 1)[0] for line in out.splitlines() if line and not line.startswith("#")}
+        assert written == set(keys), node
