@@ -218,7 +218,9 @@ def compose() -> dict[str, Any]:
             "networks": [NETWORK],
         },
     }
+    # the run launcher starts run containers through the host's Docker socket (root:docker, GID unknown here)
     services["dagster-daemon"]["volumes"].append("/var/run/docker.sock:/var/run/docker.sock")
+    services["dagster-daemon"]["user"] = "root"
     return {
         "name": "platform-edge",
         "services": services,
