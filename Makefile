@@ -5,13 +5,14 @@ PY := $(VENV)/bin/python
 STACK := $(PY) -m deploy.local.stack
 SF ?=
 
-.PHONY: help setup up down status demo seed dev test lint lock
+.PHONY: help setup up down status up-spark-connect config-check demo seed dev test lint lock
 
 help:
 	@echo "make demo     set up, start the local stack, seed TPC-H, materialize every asset, print a summary"
 	@echo "make test     set up, then run the test suite (it starts its own stack in .data/pytest)"
 	@echo "make up/down  start/stop the local stack (PostgreSQL, SeaweedFS); make status shows it"
 	@echo "make dev      open the Dagster UI on workspace.yaml at http://127.0.0.1:3000"
+	@echo "make config-check  reach every service of PLATFORM_ENV=local|prod and report each failure"
 	@echo "make lint     ruff"
 
 setup:
@@ -26,6 +27,12 @@ down:
 
 status:
 	@$(STACK) status
+
+up-spark-connect: up  ## also start a local Spark Connect server (then SPARK_REMOTE=sc://localhost:15002)
+	@$(STACK) up --spark-connect
+
+config-check: setup  ## reach every service of $(PLATFORM_ENV) (default local), report failures by node/endpoint
+	@$(PY) -m resources.config_check $(PLATFORM_ENV)
 
 seed: up
 	@$(PY) -m platform_assets.cli seed $(if $(SF),--sf $(SF))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import clickhouse_connect
@@ -16,8 +17,27 @@ from resources.errors import ServiceUnavailableError
 _CHDB_CLIENTS: dict[str, Client] = {}
 
 
+# A one-shard cluster for the in-process engine: the Distributed path of prod runs unchanged on it.
+# ``tcp_port`` must equal the replica's port so the engine knows the shard is itself (read/write in-process).
+LOCAL_CLUSTER_XML = """<clickhouse>
+  <tcp_port>9000</tcp_port>
+  <remote_servers>
+    <{cluster}>
+      <shard><replica><host>localhost</host><port>9000</port></replica></shard>
+    </{cluster}>
+  </remote_servers>
+  <macros><shard>1</shard><replica>local</replica></macros>
+</clickhouse>
+"""
+
+
 class ClickHouseResource(dg.ConfigurableResource):
-    """``dsn`` (``chdb:///path``) selects the in-process engine; otherwise host/port over HTTP."""
+    """``dsn`` (``chdb:///path``) selects the in-process engine; otherwise host/port over HTTP.
+
+    ``cluster`` makes every warehouse table a local table per shard plus a Distributed table. DDL is then
+    issued ``ON CLUSTER`` — unless ``ddl_on_cluster`` is off, as in chDB, which cannot run distributed DDL
+    (its one-shard cluster is itself, so plain DDL reaches every shard there).
+    """
 
     dsn: str | None = None
     host: str = "localhost"
@@ -25,7 +45,8 @@ class ClickHouseResource(dg.ConfigurableResource):
     username: str = "default"
     password: str = ""
     secure: bool = False
-    cluster: str | None = None  # when set, DDL is issued ON CLUSTER (prod)
+    cluster: str | None = None
+    ddl_on_cluster: bool = True
     node: str = "vps_3"
     connect_timeout_s: int = 10
 
@@ -42,7 +63,9 @@ class ClickHouseResource(dg.ConfigurableResource):
         try:
             if self.dsn:
                 if self.dsn not in _CHDB_CLIENTS:
-                    _CHDB_CLIENTS[self.dsn] = clickhouse_connect.get_client(dsn=self.dsn)
+                    _CHDB_CLIENTS[self.dsn] = clickhouse_connect.get_client(
+                        dsn=self.dsn, chdb_options=self._chdb_options()
+                    )
                 return _CHDB_CLIENTS[self.dsn]
             return clickhouse_connect.get_client(
                 host=self.host,
@@ -56,8 +79,17 @@ class ClickHouseResource(dg.ConfigurableResource):
         except Exception as exc:
             raise self.unavailable(exc) from None
 
+    def _chdb_options(self) -> dict[str, str] | None:
+        if not self.cluster:
+            return None
+        path = Path(self.dsn.removeprefix("chdb://"))
+        path.mkdir(parents=True, exist_ok=True)
+        config = path.parent / f"{path.name}-cluster.xml"
+        config.write_text(LOCAL_CLUSTER_XML.format(cluster=self.cluster))
+        return {"config-file": str(config)}
+
     def on_cluster(self) -> str:
-        return f" ON CLUSTER {self.cluster}" if self.cluster else ""
+        return f" ON CLUSTER {self.cluster}" if self.cluster and self.ddl_on_cluster else ""
 
     def command(self, sql: str, parameters: dict[str, Any] | None = None) -> Any:
         return self.client().command(sql, parameters=parameters)
@@ -69,28 +101,32 @@ class ClickHouseResource(dg.ConfigurableResource):
         return self.rows(sql, parameters)[0][0]
 
     @contextmanager
-    def replacing(self, database: str, table: str) -> Iterator[str]:
+    def replacing(self, database: str, table: str, sharded: bool = False) -> Iterator[str]:
         """Yield a fresh staging table name; on success it atomically replaces ``database.table``.
 
         Readers see the old table or the new one, never a half-loaded one; on failure the old table stays.
+        ``sharded`` issues the DDL on every shard of the cluster (the table then exists once per shard).
         """
+        oc = self.on_cluster() if sharded else ""
         staging = f"{database}.{table}__staging"
-        self.command(f"CREATE DATABASE IF NOT EXISTS {database}{self.on_cluster()}")
-        self.command(f"DROP TABLE IF EXISTS {staging}{self.on_cluster()}")
+        self.command(f"CREATE DATABASE IF NOT EXISTS {database}{oc}")
+        self.command(f"DROP TABLE IF EXISTS {staging}{oc} SYNC")
         try:
             yield staging
-            self.command(f"CREATE TABLE IF NOT EXISTS {database}.{table}{self.on_cluster()} AS {staging}")
-            self.command(f"EXCHANGE TABLES {staging} AND {database}.{table}{self.on_cluster()}")
+            self.command(f"CREATE TABLE IF NOT EXISTS {database}.{table}{oc} AS {staging}")
+            self.command(f"EXCHANGE TABLES {staging} AND {database}.{table}{oc}")
         finally:
-            self.command(f"DROP TABLE IF EXISTS {staging}{self.on_cluster()}")
+            self.command(f"DROP TABLE IF EXISTS {staging}{oc} SYNC")
 
     def table_stats(self, database: str, table: str) -> tuple[int, int]:
-        """(rows, bytes) of a table from system.tables."""
+        """(rows, bytes) of a table, summed over every shard when the resource has a cluster."""
+        source = f"clusterAllReplicas({self.cluster}, system.tables)" if self.cluster else "system.tables"
         found = self.rows(
-            "SELECT total_rows, total_bytes FROM system.tables WHERE database = {db:String} AND name = {t:String}",
+            f"SELECT sum(total_rows), sum(total_bytes), count() FROM {source} "
+            "WHERE database = {db:String} AND name = {t:String}",
             {"db": database, "t": table},
         )
-        if not found:
+        if not found or not found[0][2]:
             raise LookupError(f"table {database}.{table} does not exist")
         return int(found[0][0] or 0), int(found[0][1] or 0)
 

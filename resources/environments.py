@@ -61,6 +61,7 @@ def spark_resource(env: Environment, object_store: ObjectStoreResource) -> Spark
         token=dg.EnvVar("SPARK_CONNECT_TOKEN") if env == "prod" else os.environ.get("SPARK_CONNECT_TOKEN"),
         shuffle_partitions=int(_env("SPARK_SHUFFLE_PARTITIONS", 4)),
         s3a_jars_dir=None if remote else str(s3a_jars_dir()),
+        local_dir=None if remote else str(data_dir() / "spark-local"),
         node=svc.node,
     )
 
@@ -68,7 +69,12 @@ def spark_resource(env: Environment, object_store: ObjectStoreResource) -> Spark
 def clickhouse_resource(env: Environment) -> ClickHouseResource:
     svc = service("clickhouse-shard1-http")
     if env == "local":
-        return ClickHouseResource(dsn=_env("CLICKHOUSE_DSN", f"chdb://{data_dir() / 'clickhouse'}"), node=svc.node)
+        return ClickHouseResource(
+            dsn=_env("CLICKHOUSE_DSN", f"chdb://{data_dir() / 'clickhouse'}"),
+            cluster=_env("CLICKHOUSE_CLUSTER", "platform") or None,
+            ddl_on_cluster=False,  # chDB runs no distributed DDL; its one-shard cluster is itself
+            node=svc.node,
+        )
     return ClickHouseResource(
         host=_env("CLICKHOUSE_HOST", svc.host),
         port=int(_env("CLICKHOUSE_PORT", svc.port)),

@@ -27,6 +27,7 @@ class SparkResource(dg.ConfigurableResource):
     shuffle_partitions: int = 4
     driver_memory: str = "3g"
     s3a_jars_dir: str | None = None
+    local_dir: str | None = None  # scratch space of a local session (kept out of /tmp)
     node: str = "vps_2"
 
     _session: Any = PrivateAttr(default=None)
@@ -55,9 +56,13 @@ class SparkResource(dg.ConfigurableResource):
                     "spark.driver.bindAddress": "127.0.0.1",
                     "spark.driver.memory": self.driver_memory,
                     "spark.sql.adaptive.enabled": "true",
-                    "spark.driver.extraJavaOptions": "-Dderby.system.home=/nonexistent",
                 }
             )
+            if self.local_dir:
+                Path(self.local_dir).mkdir(parents=True, exist_ok=True)
+                conf["spark.local.dir"] = self.local_dir
+                conf["spark.hadoop.hadoop.tmp.dir"] = self.local_dir
+                conf["spark.driver.extraJavaOptions"] = f"-Djava.io.tmpdir={self.local_dir} -XX:-UsePerfData"
             if self.s3a_jars_dir:
                 jars = sorted(str(p) for p in Path(self.s3a_jars_dir).glob("*.jar"))
                 if not jars:

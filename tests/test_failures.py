@@ -11,7 +11,7 @@ from platform_assets.catalog import TABLES_BY_NAME, arrow_schema
 from platform_assets.definitions import defs
 from platform_assets.paths import curated_prefix, raw_prefix
 from platform_assets.raw.extract import SchemaMismatchError, conform_batch, extract_table
-from platform_assets.warehouse.load import WarehouseSchemaError, check_schema, load_table
+from platform_assets.warehouse.load import WarehouseSchemaError, check_schema, load_table, local_name
 from resources.settings import data_dir
 
 REGION = TABLES_BY_NAME["region"]
@@ -44,7 +44,8 @@ def test_raw_count_check_fails_when_oltp_and_raw_diverge(lineage, oltp):
 
 
 def test_warehouse_checks_fail_on_duplicates_and_recover_on_reload(lineage, resources, clickhouse, object_store):
-    clickhouse.command("INSERT INTO warehouse.nation SELECT * FROM warehouse.nation WHERE n_nationkey < 3")
+    local = local_name(TABLES_BY_NAME["nation"], clickhouse.cluster)
+    clickhouse.command(f"INSERT INTO warehouse.{local} SELECT * FROM warehouse.{local} WHERE n_nationkey < 3")
     checks = run_checks(["warehouse", "nation"])
     assert not checks["primary_key_unique"].passed
     assert checks["primary_key_unique"].description == "warehouse.nation: 3 duplicate row(s) on (n_nationkey)"
@@ -81,16 +82,32 @@ def test_conform_batch_names_table_column_and_partition():
                       schema, "p")  # fmt: skip
 
 
-def test_schema_drift_in_oltp_fails_the_extract_and_keeps_raw_objects(lineage, oltp, object_store):
+@pytest.mark.parametrize(
+    ("change", "undo", "message"),
+    [
+        ("ADD COLUMN r_extra integer", "DROP COLUMN r_extra", r"schema drift, column\(s\) added \['r_extra'\]"),
+        (
+            "ALTER COLUMN r_comment TYPE bytea USING convert_to(r_comment, 'UTF8')",
+            "ALTER COLUMN r_comment TYPE text USING convert_from(r_comment, 'UTF8')",
+            "column r_comment: expected string, got binary",
+        ),
+    ],
+    ids=["column-added", "column-retyped"],
+)
+def test_schema_drift_in_oltp_fails_the_extract_and_keeps_raw_objects(
+    lineage, oltp, object_store, change, undo, message
+):
     before = object_store.list_keys(raw_prefix("region"))
     with oltp.connect(autocommit=True) as conn:
-        conn.execute("ALTER TABLE region ALTER COLUMN r_name TYPE integer USING 0")
+        snapshot = conn.execute("SELECT * FROM region ORDER BY r_regionkey").fetchall()
+        conn.execute(f"ALTER TABLE region {change}")
     try:
-        with pytest.raises(SchemaMismatchError, match="table region, partition full, column r_name"):
+        with pytest.raises(SchemaMismatchError, match=f"table region, partition full.*{message}"):
             extract_table(oltp, object_store, REGION, data_dir() / "duckdb_extensions")
     finally:
         with oltp.connect(autocommit=True) as conn:
-            conn.execute("ALTER TABLE region ALTER COLUMN r_name TYPE text")
+            conn.execute(f"ALTER TABLE region {undo}")
+            assert conn.execute("SELECT * FROM region ORDER BY r_regionkey").fetchall() == snapshot
     assert object_store.list_keys(raw_prefix("region")) == before
 
 

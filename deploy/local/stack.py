@@ -21,7 +21,7 @@ import sys
 import time
 from pathlib import Path
 
-from resources.environments import clickhouse_resource, object_store_resource, oltp_resource
+from resources.environments import object_store_resource, oltp_resource
 from resources.settings import REPO_ROOT, data_dir, local_port, require_env
 
 PG_BIN = Path(os.environ.get("PG_BIN", "/usr/lib/postgresql/15/bin"))
@@ -173,7 +173,7 @@ def seaweedfs_up() -> None:
             f"-master.port={local_port('object-store-master')}", "-master.volumeSizeLimitMB=64",
             f"-volume.port={local_port('object-store-volume')}", "-volume.max=200",
             "-filer", f"-filer.port={local_port('object-store-filer')}",
-            "-s3", f"-s3.port={s3_port}", f"-s3.config={config}", "-s3.port.iceberg=0",
+            "-s3", f"-s3.port={s3_port}", f"-s3.config={config}", "-s3.port.iceberg=0", "-s3.port.lance=0",
             f"-filer.localSocket={root / 'filer.sock'}", f"-s3.localSocket={root / 's3.sock'}",
             "-master.telemetry=false",
         ]  # fmt: skip
@@ -218,6 +218,68 @@ def seaweedfs_down() -> None:
     _log("SeaweedFS stopped")
 
 
+# --- Spark Connect (optional: the prod execution path, run locally from the pyspark wheel) -----------------
+def _spark_env() -> dict[str, str]:
+    import pyspark
+
+    root = data_dir() / "spark-connect"
+    for sub in ("logs", "pids", "tmp"):
+        (root / sub).mkdir(parents=True, exist_ok=True)
+    return {
+        **os.environ,
+        "SPARK_HOME": str(Path(pyspark.__file__).parent),
+        "SPARK_PID_DIR": str(root / "pids"),
+        "SPARK_LOG_DIR": str(root / "logs"),
+        "SPARK_LOCAL_IP": "127.0.0.1",
+        "JAVA_TOOL_OPTIONS": f"-Djava.io.tmpdir={root / 'tmp'} -XX:-UsePerfData",
+    }
+
+
+def spark_connect_url() -> str:
+    """Client URL of the local server: ``localhost`` lets the token travel without TLS (local channel only)."""
+    return f"sc://localhost:{local_port('spark-connect')}"
+
+
+def spark_connect_up() -> None:
+    """A real Spark Connect server (local[2], s3a jars, token auth) on 127.0.0.1, state under the data folder."""
+    from resources.settings import s3a_jars_dir
+
+    port = local_port("spark-connect")
+    if _port_open(port):
+        _log(f"Spark Connect already listening on 127.0.0.1:{port}")
+        return
+    env = _spark_env()
+    jars = ",".join(str(p) for p in sorted(s3a_jars_dir().glob("*.jar")))
+    tmp = data_dir() / "spark-connect" / "tmp"
+    cmd = [
+        str(Path(env["SPARK_HOME"]) / "sbin" / "start-connect-server.sh"),
+        "--master", "local[2]", "--jars", jars,
+        "--conf", "spark.ui.enabled=false",
+        "--conf", "spark.connect.grpc.binding.address=127.0.0.1",
+        "--conf", f"spark.connect.grpc.binding.port={port}",
+        "--conf", f"spark.connect.authenticate.token={require_env('SPARK_CONNECT_TOKEN')}",
+        "--conf", f"spark.local.dir={tmp}",
+        "--conf", f"spark.hadoop.hadoop.tmp.dir={tmp}",
+        "--conf", "spark.sql.shuffle.partitions=4",
+    ]  # fmt: skip
+    subprocess.run(cmd, check=True, env=env, stdout=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while not _port_open(port):
+        if time.monotonic() > deadline:
+            raise SystemExit(f"Spark Connect did not come up on {port} (see {data_dir() / 'spark-connect' / 'logs'})")
+        time.sleep(0.5)
+    _log(f"Spark Connect listening on 127.0.0.1:{port}")
+
+
+def spark_connect_down() -> None:
+    env = _spark_env()
+    if not any(Path(env["SPARK_PID_DIR"]).glob("*.pid")):
+        return
+    subprocess.run([str(Path(env["SPARK_HOME"]) / "sbin" / "stop-connect-server.sh")], env=env,
+                   stdout=subprocess.DEVNULL, check=False)  # fmt: skip
+    _log("Spark Connect stopped")
+
+
 # --- Dagster's local instance --------------------------------------------------------------------------
 def dagster_home() -> Path:
     home = data_dir() / "dagster"
@@ -238,28 +300,15 @@ def up() -> None:
 
 
 def down() -> None:
+    spark_connect_down()
     seaweedfs_down()
     postgres_down()
 
 
 def status() -> int:
-    from resources.errors import ServiceUnavailableError
+    from resources.config_check import main as config_check
 
-    checks = {
-        "oltp": oltp_resource("local"),
-        "object_store": object_store_resource("local"),
-        "clickhouse": clickhouse_resource("local"),
-    }
-    failed = 0
-    for name, res in checks.items():
-        try:
-            res = res.process_config_and_initialize()
-            res.ping()
-            print(f"{name:14s} ok   {res.endpoint}")
-        except (ServiceUnavailableError, Exception) as exc:
-            failed += 1
-            print(f"{name:14s} DOWN {exc}")
-    return 1 if failed else 0
+    return config_check(["local"])
 
 
 def dev() -> None:
@@ -277,11 +326,14 @@ def main(argv: list[str] | None = None) -> int:
     load_dotenv(REPO_ROOT / ".env", override=False)
     parser = argparse.ArgumentParser(prog="python -m deploy.local.stack", description=__doc__)
     parser.add_argument("command", choices=["init-env", "up", "down", "status", "dev"])
+    parser.add_argument("--spark-connect", action="store_true", help="with `up`: also a local Spark Connect server")
     args = parser.parse_args(argv)
     if args.command == "init-env":
         init_env()
     elif args.command == "up":
         up()
+        if args.spark_connect:
+            spark_connect_up()
     elif args.command == "down":
         down()
     elif args.command == "dev":

@@ -178,4 +178,6 @@ LEFT JOIN (
 )
 
 MARTS: tuple[Mart, ...] = (*TPCH, CUSTOMER_FEATURES)
-SETTINGS = "final = 1, join_use_nulls = 1"
+# `global`: a JOIN/IN over two Distributed tables ships the right side to every shard once (correct for any
+# sharding keys; the default `deny` rejects such queries on a cluster).
+SETTINGS = "final = 1, join_use_nulls = 1, distributed_product_mode = 'global'"

@@ -67,6 +67,28 @@ def conform_batch(batch: pa.RecordBatch, table: Table, expected: pa.Schema, part
     return pa.RecordBatch.from_arrays(arrays, schema=expected)
 
 
+def check_source_columns(oltp: OltpPostgresResource, table: Table, partition: str) -> None:
+    """A column added to or dropped from the OLTP table is drift: fail before anything is written."""
+    with oltp.connect() as conn:
+        actual = [
+            r[0]
+            for r in conn.execute(
+                "SELECT column_name FROM information_schema.columns WHERE table_schema = 'public' "
+                "AND table_name = %s ORDER BY ordinal_position",
+                (table.name,),
+            )
+        ]
+    if not actual:
+        raise SchemaMismatchError(f"table {table.name}, partition {partition}: table not found in the OLTP database")
+    declared = [c.name for c in table.all_columns]
+    added = [c for c in actual if c not in declared]
+    dropped = [c for c in declared if c not in actual]
+    if added or dropped:
+        raise SchemaMismatchError(
+            f"table {table.name}, partition {partition}: schema drift, column(s) added {added}, dropped {dropped}"
+        )
+
+
 def extract_table(
     oltp: OltpPostgresResource,
     store: ObjectStoreResource,
@@ -80,6 +102,7 @@ def extract_table(
     expected = arrow_schema(table)
     prefix = raw_prefix(table.name, partition)
     fs = store.arrow_fs()
+    check_source_columns(oltp, table, partition)
     con = duckdb_with_extensions(extension_dir, "postgres_scanner")
     con.execute("SET threads = 2")
     try:

@@ -1,8 +1,13 @@
 """ClickHouse tables built from curated Parquet: ClickHouse pulls the objects itself with ``s3()``.
 
-A load builds a staging table, fills it with ``INSERT … SELECT FROM s3(...)``, checks its schema and
-swaps it in atomically with ``EXCHANGE TABLES``: re-materializing gives the same table, never duplicates,
-and a failed load leaves the previous table untouched.
+The table's columns come from the curated Parquet (``DESCRIBE s3(...)``) and, for catalog tables, must equal the
+catalog's types. A load fills a fresh staging table and swaps it in with ``EXCHANGE TABLES``: re-materializing
+gives the same table, never duplicates, and a failed load leaves the previous table untouched.
+
+With a cluster (prod: 2 shards; locally: a one-shard cluster in chDB) each table is a local table on every shard
+(``<name>_local``) plus a Distributed table ``<name>`` sharded by the catalog's key. The rows are inserted through
+a Distributed table over the staging tables, so ClickHouse routes each row to its shard; each shard then swaps
+its staging table in. A re-run rebuilds every shard's slice from the same Parquet, so nothing is duplicated.
 """
 
 from __future__ import annotations
@@ -40,6 +45,24 @@ def engine(spec: Table | Model) -> str:
     return f"ReplacingMergeTree({AUDIT_COLUMN}) ORDER BY ({', '.join(spec.sort_key)})"
 
 
+def local_name(spec: Table | Model, cluster: str | None) -> str:
+    """The table that holds the rows: ``<name>_local`` on each shard with a cluster, else ``<name>`` itself."""
+    return f"{spec.name}_local" if cluster else spec.name
+
+
+def create_sql(table: str, columns: list[tuple[str, str]], engine_clause: str, on_cluster: str = "") -> str:
+    cols = ",\n  ".join(f"`{n}` {t}" for n, t in columns)
+    return f"CREATE TABLE {table}{on_cluster}\n(\n  {cols}\n)\nENGINE = {engine_clause}"
+
+
+def distributed_sql(spec: Table | Model, cluster: str, local: str, table: str, on_cluster: str = "") -> str:
+    """A Distributed table over ``local`` on every shard, rows placed by the catalog's sharding key."""
+    return (
+        f"CREATE OR REPLACE TABLE {DATABASE}.{table}{on_cluster} AS {DATABASE}.{local} "
+        f"ENGINE = Distributed({cluster}, {DATABASE}, {local}, {spec.shard_key})"
+    )
+
+
 def check_schema(spec: Table | Model, actual: list[tuple[str, str]]) -> None:
     """Base tables must arrive with exactly the catalog's ClickHouse types (models are Spark-defined)."""
     if not isinstance(spec, Table):
@@ -56,14 +79,36 @@ def check_schema(spec: Table | Model, actual: list[tuple[str, str]]) -> None:
         raise WarehouseSchemaError(f"table {spec.name}: unexpected column(s) {extra} in curated Parquet")
 
 
+def source_columns(ch: ClickHouseResource, store: ObjectStoreResource, spec: Table | Model) -> list[tuple[str, str]]:
+    try:
+        rows = ch.rows(f"DESCRIBE TABLE {source(store, spec.name)} SETTINGS {INFER}")
+    except Exception as exc:
+        raise WarehouseSchemaError(f"table {spec.name}: cannot read {curated_prefix(spec.name)}: {exc}") from None
+    return [(r[0], r[1]) for r in rows]
+
+
 def load_table(ch: ClickHouseResource, store: ObjectStoreResource, spec: Table | Model) -> LoadResult:
     started = time.perf_counter()
+    columns = source_columns(ch, store, spec)
+    check_schema(spec, columns)
     src = source(store, spec.name)
-    with ch.replacing(DATABASE, spec.name) as staging:
-        ch.command(f"CREATE TABLE {staging} ENGINE = {engine(spec)} EMPTY AS SELECT * FROM {src} SETTINGS {INFER}")
-        check_schema(spec, ch.columns(DATABASE, staging.split(".", 1)[1]))
-        ch.command(f"INSERT INTO {staging} SELECT * FROM {src} SETTINGS {INFER}")
-    rows, size = ch.table_stats(DATABASE, spec.name)
+    cluster, oc = ch.cluster, ch.on_cluster()
+    local = local_name(spec, cluster)
+    with ch.replacing(DATABASE, local, sharded=bool(cluster)) as staging:
+        ch.command(create_sql(staging, columns, engine(spec), oc))
+        target = staging
+        if cluster:  # route rows to their shard through a Distributed table over the staging tables
+            target = f"{DATABASE}.{spec.name}__staging_dist"
+            ch.command(f"DROP TABLE IF EXISTS {target}{oc} SYNC")
+            ch.command(distributed_sql(spec, cluster, staging.split(".", 1)[1], target.split(".", 1)[1], oc))
+        try:
+            ch.command(f"INSERT INTO {target} SELECT * FROM {src} SETTINGS {INFER}, distributed_foreground_insert = 1")
+        finally:
+            if cluster:
+                ch.command(f"DROP TABLE IF EXISTS {target}{oc} SYNC")
+    if cluster:
+        ch.command(distributed_sql(spec, cluster, local, spec.name, oc))
+    rows, size = ch.table_stats(DATABASE, local)
     return LoadResult(
         f"{DATABASE}.{spec.name}", rows, size, ch.columns(DATABASE, spec.name), time.perf_counter() - started
     )
