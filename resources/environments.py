@@ -13,6 +13,7 @@ from typing import Any
 import dagster as dg
 
 from resources.clickhouse import ClickHouseResource
+from resources.k8s_batch import K8sBatchResource
 from resources.object_store import ObjectStoreResource
 from resources.oltp_postgres import OltpPostgresResource
 from resources.settings import Environment, data_dir, local_port, platform_env, s3a_jars_dir
@@ -93,6 +94,8 @@ def resource_defs(env: Environment | None = None) -> dict[str, Any]:
         "object_store": object_store,
         "spark": spark_resource(env, object_store),
         "clickhouse": clickhouse_resource(env),
+        # only used with CURATED_RUNNER=k8s-pipes (batch pods on vps_2)
+        "k8s_batch": K8sBatchResource(object_store=object_store, kubeconfig_file=os.environ.get("KUBECONFIG")),
     }
 
 

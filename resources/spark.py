@@ -12,6 +12,7 @@ from typing import Any
 import dagster as dg
 from dagster_pyspark.resources import spark_session_from_config
 from pydantic import PrivateAttr
+from pyspark.sql import SparkSession
 
 from resources.errors import ServiceUnavailableError
 from resources.object_store import ObjectStoreResource
@@ -77,15 +78,27 @@ class SparkResource(dg.ConfigurableResource):
     def session(self):
         if self._session is None:
             try:
-                self._session = spark_session_from_config(self.spark_config())
-                if self.remote:  # the server's s3a settings follow this session's object store
-                    for key, value in self.object_store.spark_conf().items():
-                        self._session.conf.set(key, value)
+                conf = self.spark_config()
+                if self.remote:  # a new Connect session: getOrCreate would reuse another endpoint's session
+                    self._session = SparkSession.builder.remote(conf.pop("spark.remote")).create()
+                else:
+                    self._session = spark_session_from_config(conf)
+                if self.remote:
+                    # Per-session Hadoop settings: the session's SQL conf is copied into the Hadoop conf of its
+                    # jobs, so the server reads the object store this resource points at, with its credentials.
+                    for key, value in conf.items():
+                        self._session.conf.set(key.removeprefix("spark.hadoop."), value)
             except ServiceUnavailableError:
                 raise
             except Exception as exc:
                 raise self.unavailable(exc) from None
         return self._session
+
+    def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
+        """Release the server-side Connect session; a local session stays up for the rest of the process."""
+        if self.remote and self._session is not None:
+            self._session.stop()
+            self._session = None
 
     def ping(self) -> str:
         try:

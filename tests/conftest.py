@@ -35,8 +35,9 @@ TEST_ENV = {
     "S3_BUCKET": "lake",
     "S3_ACCESS_KEY_ID": "test" + secrets.token_hex(4),
     "S3_SECRET_ACCESS_KEY": secrets.token_urlsafe(16),
+    "SPARK_CONNECT_TOKEN": secrets.token_urlsafe(16),
 }
-for name in ("OLTP_HOST", "OLTP_PORT", "S3_ENDPOINT_URL", "SPARK_REMOTE", "CLICKHOUSE_DSN", "SPARK_CONNECT_TOKEN"):
+for name in ("OLTP_HOST", "OLTP_PORT", "S3_ENDPOINT_URL", "SPARK_REMOTE", "CLICKHOUSE_DSN", "CLICKHOUSE_CLUSTER"):
     os.environ.pop(name, None)
 os.environ.update(TEST_ENV)
 

@@ -1,5 +1,10 @@
-"""Curated layer (Spark on vps_2): typed tables with one row per primary key, plus conformed models."""
+"""Curated layer (Spark on vps_2): typed tables with one row per primary key, plus conformed models.
 
+Spark runs where the ``spark`` resource points (a local session, or Spark Connect on vps_2). For long batch
+jobs, ``CURATED_RUNNER=k8s-pipes`` runs the same build as a Kubernetes pod through Dagster Pipes instead.
+"""
+
+import os
 import time
 
 import dagster as dg
@@ -7,81 +12,79 @@ import dagster as dg
 from platform_assets.catalog import MODELS, TABLES, Model, Table
 from platform_assets.curated import transforms as tr
 from platform_assets.metadata import OWNERS, column_schema, describe, node_tags, timing
-from platform_assets.paths import curated_prefix, raw_prefix
+from platform_assets.paths import curated_prefix
+from resources.k8s_batch import K8sBatchResource
+from resources.object_store import ObjectStoreResource
 from resources.spark import SparkResource
 
 KINDS = {"spark", "s3", "parquet"}
 
 
-def _written(spark: SparkResource, name: str, started: float) -> dg.MaterializeResult:
+def written_metadata(store: ObjectStoreResource, name: str, schema, started: float) -> dict:
     """Metadata of what was just written, from the object store (Parquet footers), not another Spark job."""
-    store = spark.object_store
     prefix = curated_prefix(name)
     rows = store.parquet_rows(prefix)
-    schema = spark.session.read.parquet(store.s3a_uri(prefix)).schema
-    return dg.MaterializeResult(
-        metadata={
-            **timing(rows, store.prefix_bytes(prefix), time.perf_counter() - started),
-            "path": dg.MetadataValue.path(store.s3_uri(prefix)),
-            "dagster/column_schema": column_schema((f.name, f.dataType.simpleString()) for f in schema.fields),
-        }
-    )
+    return {
+        **timing(rows, store.prefix_bytes(prefix), time.perf_counter() - started),
+        "path": dg.MetadataValue.path(store.s3_uri(prefix)),
+        "dagster/column_schema": column_schema(schema),
+    }
 
 
-def curated_table(table: Table) -> dg.AssetsDefinition:
-    @dg.asset(
-        name=table.name,
-        key_prefix="curated",
-        deps=[dg.AssetKey(["raw", table.name])],
-        group_name="curated",
-        kinds=KINDS,
-        owners=OWNERS,
-        tags=node_tags("vps_2"),
-        code_version="1",
-        description=describe(
-            f"`{table.name}` typed and deduplicated by Spark: one row per primary key, the latest "
-            f"`{table.cursor_column}` wins. Written to `curated/{table.name}/`.",
-            table,
-        ),
-    )
+def _spec(spec: Table | Model) -> dict:
+    if isinstance(spec, Table):
+        deps = [dg.AssetKey(["raw", spec.name])]
+        text = describe(
+            f"`{spec.name}` typed and deduplicated by Spark: one row per primary key, the latest "
+            f"`{spec.cursor_column}` wins. Written to `curated/{spec.name}/`.",
+            spec,
+        )
+    else:
+        deps = [dg.AssetKey(["curated", d]) for d in spec.depends_on]
+        text = describe(
+            f"Conformed model `{spec.name}`: {spec.description} Built by Spark from "
+            f"{', '.join(f'`{d}`' for d in spec.depends_on)}; key `{', '.join(spec.primary_key)}`."
+        )
+    return {
+        "name": spec.name,
+        "key_prefix": "curated",
+        "deps": deps,
+        "group_name": "curated",
+        "kinds": KINDS,
+        "owners": OWNERS,
+        "tags": node_tags("vps_2"),
+        "code_version": "1",
+        "description": text,
+    }
+
+
+def curated_asset(spec: Table | Model) -> dg.AssetsDefinition:
+    @dg.asset(**_spec(spec))
     def _curated(spark: SparkResource) -> dg.MaterializeResult:
         started = time.perf_counter()
         store = spark.object_store
-        raw = tr.read_parquet(spark.session, store.s3a_uri(raw_prefix(table.name)))
-        tr.write_parquet(tr.latest_per_key(tr.typed(raw, table), table), store.s3a_uri(curated_prefix(table.name)))
-        return _written(spark, table.name, started)
+        tr.build(spark.session, store.s3a_uri, spec.name)
+        schema = spark.session.read.parquet(store.s3a_uri(curated_prefix(spec.name))).schema
+        fields = [(f.name, f.dataType.simpleString()) for f in schema.fields]
+        return dg.MaterializeResult(metadata=written_metadata(store, spec.name, fields, started))
 
     return _curated
 
 
-def curated_model(model: Model) -> dg.AssetsDefinition:
-    build = getattr(tr, model.name)
+def curated_asset_on_k8s(spec: Table | Model) -> dg.AssetsDefinition:
+    """The same build in a pod on vps_2 (dagster-k8s Pipes); the pod reports its materialization back."""
 
-    @dg.asset(
-        name=model.name,
-        key_prefix="curated",
-        deps=[dg.AssetKey(["curated", d]) for d in model.depends_on],
-        group_name="curated",
-        kinds=KINDS,
-        owners=OWNERS,
-        tags=node_tags("vps_2"),
-        code_version="1",
-        description=describe(
-            f"Conformed model `{model.name}`: {model.description} "
-            f"Built by Spark from {', '.join(f'`{d}`' for d in model.depends_on)}; "
-            f"key `{', '.join(model.primary_key)}`."
-        ),
-    )
-    def _model(spark: SparkResource) -> dg.MaterializeResult:
-        started = time.perf_counter()
-        store = spark.object_store
-        inputs = [tr.read_parquet(spark.session, store.s3a_uri(curated_prefix(d))) for d in model.depends_on]
-        tr.write_parquet(build(*inputs), store.s3a_uri(curated_prefix(model.name)))
-        return _written(spark, model.name, started)
+    @dg.asset(**_spec(spec))
+    def _curated(context: dg.AssetExecutionContext, k8s_batch: K8sBatchResource):
+        return k8s_batch.run(context, spec.name).get_materialize_result()
 
-    return _model
+    return _curated
 
 
-curated_assets = [curated_table(t) for t in TABLES] + [curated_model(m) for m in MODELS]
+CURATED_SPECS: tuple[Table | Model, ...] = (*TABLES, *MODELS)
+RUNNER = os.environ.get("CURATED_RUNNER", "spark")
+if RUNNER not in ("spark", "k8s-pipes"):
+    raise ValueError(f"CURATED_RUNNER={RUNNER!r}: expected 'spark' or 'k8s-pipes'")
+curated_assets = [(curated_asset_on_k8s if RUNNER == "k8s-pipes" else curated_asset)(s) for s in CURATED_SPECS]
 
 defs = dg.Definitions(assets=curated_assets)

@@ -5,7 +5,8 @@ from __future__ import annotations
 from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
-from platform_assets.catalog import AUDIT_COLUMN, Table
+from platform_assets.catalog import AUDIT_COLUMN, MODELS, TABLES_BY_NAME, Table
+from platform_assets.paths import curated_prefix, raw_prefix
 
 
 def latest_per_key(df: DataFrame, table: Table) -> DataFrame:
@@ -53,3 +54,20 @@ def read_parquet(spark: SparkSession, uri: str) -> DataFrame:
 def write_parquet(df: DataFrame, uri: str, files: int = 2) -> None:
     """Overwrite the whole prefix (Spark's overwrite replaces, never appends)."""
     df.coalesce(files).write.mode("overwrite").option("compression", "zstd").parquet(uri)
+
+
+def build(spark: SparkSession, s3a_uri, name: str) -> None:
+    """Build one curated table or model: the whole job of a curated asset, wherever Spark runs.
+
+    ``s3a_uri`` maps an object key to the URI Spark reads (the object store resource's ``s3a_uri``).
+    """
+    if name in TABLES_BY_NAME:
+        table = TABLES_BY_NAME[name]
+        raw = read_parquet(spark, s3a_uri(raw_prefix(name)))
+        write_parquet(latest_per_key(typed(raw, table), table), s3a_uri(curated_prefix(name)))
+        return
+    model = next((m for m in MODELS if m.name == name), None)
+    if model is None:
+        raise KeyError(f"{name!r} is neither a catalog table nor a conformed model")
+    inputs = [read_parquet(spark, s3a_uri(curated_prefix(d))) for d in model.depends_on]
+    write_parquet(globals()[name](*inputs), s3a_uri(curated_prefix(name)))

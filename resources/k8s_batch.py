@@ -1,0 +1,76 @@
+"""Long Spark batch jobs as pods on vps_2's Kubernetes, through Dagster Pipes (dagster-k8s ``PipesK8sClient``).
+
+The documented alternative to Spark Connect for jobs that should not hold a session open: the pod runs
+``python -m platform_assets.curated.batch_job <asset>`` with Spark in local mode inside the pod, and reports its
+materialization back through the object store (``PipesS3MessageReader``), not through pod logs.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import dagster as dg
+from dagster_aws.pipes import PipesS3MessageReader
+from dagster_k8s import PipesK8sClient
+
+from resources.object_store import ObjectStoreResource
+
+BATCH_MODULE = "platform_assets.curated.batch_job"
+
+
+class K8sBatchResource(dg.ConfigurableResource):
+    object_store: ObjectStoreResource
+    image: str = "platform/spark-batch:4.3.0"
+    namespace: str = "platform"
+    service_account: str = "dagster"
+    credentials_secret: str = "object-store-credentials"  # k8s Secret with S3_ACCESS_KEY_ID / S3_SECRET_ACCESS_KEY
+    kubeconfig_file: str | None = None
+    cpu: str = "2"
+    memory: str = "4Gi"
+    node: str = "vps_2"
+
+    def command(self, asset_name: str) -> list[str]:
+        return ["python", "-m", BATCH_MODULE, asset_name]
+
+    def env(self) -> dict[str, str]:
+        """Plain settings only: credentials reach the pod from a Kubernetes Secret, never the pod spec."""
+        return {
+            "PLATFORM_ENV": "prod",
+            "S3_ENDPOINT_URL": self.object_store.endpoint,
+            "S3_BUCKET": self.object_store.bucket,
+            "S3_REGION": self.object_store.region_name or "us-east-1",
+            "SPARK_MASTER": f"local[{self.cpu}]",
+        }
+
+    def base_pod_spec(self) -> dict[str, Any]:
+        return {
+            "serviceAccountName": self.service_account,
+            "restartPolicy": "Never",
+            "containers": [
+                {
+                    "name": "batch",
+                    "envFrom": [{"secretRef": {"name": self.credentials_secret}}],
+                    "resources": {
+                        "requests": {"cpu": self.cpu, "memory": self.memory},
+                        "limits": {"cpu": self.cpu, "memory": self.memory},
+                    },
+                }
+            ],
+        }
+
+    def message_reader(self) -> PipesS3MessageReader:
+        return PipesS3MessageReader(bucket=self.object_store.bucket, client=self.object_store.client())
+
+    def client(self) -> PipesK8sClient:
+        return PipesK8sClient(message_reader=self.message_reader(), kubeconfig_file=self.kubeconfig_file)
+
+    def run(self, context: dg.AssetExecutionContext, asset_name: str):
+        return self.client().run(
+            context=context,
+            image=self.image,
+            command=self.command(asset_name),
+            namespace=self.namespace,
+            env=self.env(),
+            base_pod_meta={"labels": {"app.kubernetes.io/part-of": "data-platform", "platform/node": self.node}},
+            base_pod_spec=self.base_pod_spec(),
+        )

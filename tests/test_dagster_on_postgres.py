@@ -1,0 +1,74 @@
+"""The full graph through the Dagster CLI on a PostgreSQL-backed instance: vps_1's dagster.yaml, real PostgreSQL.
+
+Also the secrets check: no credential appears in the run's event log or in its compute logs.
+"""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import dagster as dg
+import pytest
+import yaml
+
+from tests.conftest import REPO, TEST_DATA
+
+PROD_INSTANCE = REPO / "deploy" / "vps_1" / "dagster" / "dagster.yaml"
+SECRETS = ("OLTP_PASSWORD", "S3_SECRET_ACCESS_KEY", "SPARK_CONNECT_TOKEN")
+
+
+@pytest.fixture(scope="module")
+def postgres_instance_home(stack, seeded, oltp, object_store) -> Path:
+    """vps_1's dagster.yaml, with only the addresses of this machine's services swapped in."""
+    with oltp.connect(autocommit=True) as conn:
+        conn.execute("DROP DATABASE IF EXISTS dagster")
+        conn.execute("CREATE DATABASE dagster")
+    config = yaml.safe_load(PROD_INSTANCE.read_text())
+    db = config["storage"]["postgres"]["postgres_db"]
+    assert db["scheme"] == "postgresql+psycopg2"  # SQLAlchemy 2.1 would pick psycopg 3 for postgresql://
+    db.update({"hostname": oltp.host, "port": oltp.port})
+    config.pop("run_launcher")  # DockerRunLauncher needs a Docker engine; the CLI executes in-process anyway
+    config["compute_logs"]["config"]["endpoint_url"] = object_store.endpoint_url
+    home = TEST_DATA / "dagster-pg"
+    home.mkdir(parents=True, exist_ok=True)
+    (home / "dagster.yaml").write_text(yaml.safe_dump(config))
+    return home
+
+
+def test_full_lineage_on_postgres_storage_via_cli(postgres_instance_home, oltp, object_store, monkeypatch):
+    for name, value in {"DAGSTER_PG_USER": oltp.user, "DAGSTER_PG_PASSWORD": os.environ["OLTP_PASSWORD"],
+                        "DAGSTER_PG_DB": "dagster"}.items():  # fmt: skip
+        monkeypatch.setenv(name, value)
+    env = {
+        **os.environ,
+        "DAGSTER_HOME": str(postgres_instance_home),
+        "AWS_ACCESS_KEY_ID": os.environ["S3_ACCESS_KEY_ID"],
+        "AWS_SECRET_ACCESS_KEY": os.environ["S3_SECRET_ACCESS_KEY"],
+        # its own chDB engine folder: one engine path per process, and this test process holds the other
+        "CLICKHOUSE_DSN": f"chdb://{TEST_DATA / 'clickhouse-pg-instance'}",
+    }
+    dagster = Path(sys.executable).parent / "dagster"
+    proc = subprocess.run(
+        [str(dagster), "job", "execute", "-m", "platform_assets.definitions", "-j", "full_lineage"],
+        cwd=postgres_instance_home,  # not the repo: the Dagster CLI would load a developer's .env from there
+        env=env, capture_output=True, text=True, timeout=900,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+
+    # the run and its materializations live in PostgreSQL
+    with dg.DagsterInstance.from_config(str(postgres_instance_home)) as instance:
+        assert type(instance.run_storage).__name__ == "PostgresRunStorage"
+        runs = instance.get_runs()
+        assert len(runs) == 1 and runs[0].status == dg.DagsterRunStatus.SUCCESS
+        assert instance.get_latest_materialization_event(dg.AssetKey(["marts", "customer_features"]))
+        events = instance.all_logs(runs[0].run_id)
+        log_text = "\n".join(str(e) for e in events)
+    assert len(events) > 100
+    compute_logs = [k for k, _ in object_store.list_keys("dagster/compute-logs/")]
+    assert compute_logs, "compute logs were not written to the object store"
+    for key in compute_logs:
+        log_text += object_store.client().get_object(Bucket=object_store.bucket, Key=key)["Body"].read().decode()
+    log_text += proc.stdout + proc.stderr
+    for name in SECRETS:
+        assert os.environ[name] not in log_text, f"{name} leaked into logs"
