@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STACK := $(PY) -m deploy.local.stack
 SF ?=
 
-.PHONY: help setup up down status up-spark-connect config-check demo seed dev test lint lock
+.PHONY: help setup up down status up-spark-connect config-check demo seed dev test bench lint lock
 
 help:
 	@echo "make demo     set up, start the local stack, seed TPC-H, materialize every asset, print a summary"
@@ -13,6 +13,7 @@ help:
 	@echo "make up/down  start/stop the local stack (PostgreSQL, SeaweedFS); make status shows it"
 	@echo "make dev      open the Dagster UI on workspace.yaml at http://127.0.0.1:3000"
 	@echo "make config-check  reach every service of PLATFORM_ENV=local|prod and report each failure"
+	@echo "make bench SF=0.1  benchmark each stage against the naive way and the engine's limit"
 	@echo "make lint     ruff"
 
 setup:
@@ -45,6 +46,9 @@ dev: up
 
 test: setup
 	@$(PY) -m pytest
+
+bench: up  ## every stage side by side with the naive way and the engine's limit; SF=0.1 by default
+	@$(PY) -m benchmarks.run --sf $(or $(SF),0.1)
 
 lint: setup
 	@$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
