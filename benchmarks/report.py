@@ -1,0 +1,181 @@
+"""Turn the measurements into the printed table, the Dagster-overhead account, the targets and the JSON."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from benchmarks.measure import Measured
+
+GB = 1024**3
+STAGES = (  # stage, our Dagster layer
+    ("extract", "raw"),
+    ("transform", "curated"),
+    ("load", "warehouse"),
+    ("marts", "marts"),
+)
+TARGET_VS_LIMIT = 1.5
+TARGET_VS_NAIVE = 5.0
+TARGET_EXTRACT_MEMORY = 1.5
+INCREMENTAL = "n/a (needs the incremental pipeline)"
+
+
+def _ratio(a: float | None, b: float | None) -> float | None:
+    return a / b if a and b else None
+
+
+def _f(x: float | None, fmt: str = "{:.1f}") -> str:
+    return "n/a" if x is None else fmt.format(x)
+
+
+def stage_rows(ours: dict[str, Measured], refs: dict[str, dict[str, Measured | None]]) -> list[dict[str, Any]]:
+    rows = []
+    for stage, layer in STAGES:
+        m = ours[layer]
+        naive, limit = refs[stage].get("naive"), refs[stage].get("limit")
+        assets = m.result["assets"].values()
+        ours_s = m.result["engine_s"]
+        n_rows, n_bytes = sum(a["rows"] for a in assets), sum(a["bytes"] for a in assets)
+        rows.append(
+            {
+                "stage": stage,
+                "rows": n_rows,
+                "bytes": n_bytes,
+                "ours_s": ours_s,
+                "ours_job_wall_s": m.wall_s,
+                "naive_s": naive.result["seconds"] if naive else None,
+                "limit_s": limit.result["seconds"] if limit else None,
+                "rows_per_s": n_rows / ours_s if ours_s else None,
+                "mb_per_s": n_bytes / 1e6 / ours_s if ours_s else None,
+                "peak_rss_gb": m.peak_rss_bytes / GB,
+                "naive_peak_rss_gb": naive.peak_rss_bytes / GB if naive else None,
+                "limit_peak_rss_gb": limit.peak_rss_bytes / GB if limit else None,
+            }
+        )
+    for r in rows:
+        r["ours_over_limit"] = _ratio(r["ours_s"], r["limit_s"])
+        r["naive_over_ours"] = _ratio(r["naive_s"], r["ours_s"])
+    return rows
+
+
+def end_to_end(e2e: Measured, rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Dagster overhead = job wall - engine work (Σ asset ``seconds``) - asset-check steps."""
+    r = e2e.result
+    wall, engine, checks = e2e.wall_s, r["engine_s"], r["check_steps_s"]
+    overhead = wall - engine - checks
+    by_layer: dict[str, float] = {}
+    for key, a in r["assets"].items():
+        by_layer[key.split("/")[0]] = by_layer.get(key.split("/")[0], 0.0) + a["seconds"]
+    top = sorted(r["assets"].items(), key=lambda kv: -kv[1]["seconds"])[:5]
+    naive = [x["naive_s"] for x in rows]
+    return {
+        "wall_s": wall,
+        "oltp_rows": rows[0]["rows"],
+        "limit_s": sum(x["limit_s"] or 0 for x in rows),
+        "naive_s": None if None in naive[:3] else sum(naive[:3]) + (rows[3]["limit_s"] or 0),
+        "peak_rss_gb": e2e.peak_rss_bytes / GB,
+        "engine_s": engine,
+        "check_steps_s": checks,
+        "dagster_overhead_s": overhead,
+        "dagster_overhead_share": overhead / wall,
+        "overhead_breakdown_s": {
+            "process start, imports, definitions": wall - r["execute_in_process_s"],
+            "run launch and between steps": r["execute_in_process_s"] - r["asset_steps_s"] - r["check_steps_s"],
+            "inside asset steps, outside the engine call": r["asset_steps_s"] - engine,
+        },
+        "engine_s_by_layer": by_layer,
+        "slowest_assets": [(k, round(a["seconds"], 2)) for k, a in top],
+        "checks": f"{r['checks_passed']}/{r['checks_total']} passed",
+    }
+
+
+def render(sf: float, rows: list[dict[str, Any]], e2e: dict[str, Any], extras: dict[str, Any]) -> str:
+    head = (
+        f"{'stage':10s} {'rows':>11s} {'ours s':>8s} {'naive s':>8s} {'limit s':>8s} {'ours/limit':>10s} "
+        f"{'naive/ours':>10s} {'rows/s':>11s} {'MB/s':>7s}  peak RSS GB ours (naive / limit)"
+    )
+    out = [f"TPC-H SF={sf:g} on the local stack", head, "-" * len(head)]
+    for r in rows:
+        gb = "{:.2f}"
+        rss = f"{r['peak_rss_gb']:.2f} ({_f(r['naive_peak_rss_gb'], gb)} / {_f(r['limit_peak_rss_gb'], gb)})"
+        out.append(
+            f"{r['stage']:10s} {r['rows']:>11,} {r['ours_s']:>8.1f} {_f(r['naive_s']):>8s} {_f(r['limit_s']):>8s} "
+            f"{_f(r['ours_over_limit'], '{:.2f}x'):>10s} {_f(r['naive_over_ours'], '{:.1f}x'):>10s} "
+            f"{_f(r['rows_per_s'], '{:,.0f}'):>11s} {_f(r['mb_per_s']):>7s}  {rss}"
+        )
+    out.append(
+        f"{'end to end':10s} {e2e['oltp_rows']:>11,} {e2e['wall_s']:>8.1f} {_f(e2e['naive_s']):>8s} "
+        f"{e2e['limit_s']:>8.1f} {_f(_ratio(e2e['wall_s'], e2e['limit_s']), '{:.2f}x'):>10s} "
+        f"{_f(_ratio(e2e['naive_s'], e2e['wall_s']), '{:.1f}x'):>10s} "
+        f"{e2e['oltp_rows'] / e2e['wall_s']:>11,.0f} {'':>7s}  {e2e['peak_rss_gb']:.2f}"
+    )
+    out.append(f"{'incr. day':10s} {INCREMENTAL}")
+    out.append("")
+    out.append(
+        f"Dagster overhead: {e2e['dagster_overhead_s']:.1f} s of {e2e['wall_s']:.1f} s end to end "
+        f"({e2e['dagster_overhead_share']:.0%}) = wall - engine work {e2e['engine_s']:.1f} s (Σ asset 'seconds') "
+        f"- asset checks {e2e['check_steps_s']:.1f} s"
+    )
+    out.append("  " + "; ".join(f"{k} {v:.1f} s" for k, v in e2e["overhead_breakdown_s"].items()))
+    out.append(
+        "Where the time goes (engine s by layer): "
+        + ", ".join(f"{k} {v:.1f}" for k, v in e2e["engine_s_by_layer"].items())
+        + "; slowest assets: "
+        + ", ".join(f"{k} {v:.1f}" for k, v in e2e["slowest_assets"])
+    )
+    if extras.get("server_copy"):
+        sc = extras["server_copy"]
+        out.append(
+            f"PostgreSQL raw speed (COPY … TO STDOUT binary, client discards): {sc['seconds']:.1f} s, "
+            f"{sc['bytes'] / 1e6 / sc['seconds']:.0f} MB/s"
+        )
+    out.append("")
+    out.append("Targets:")
+    for r in rows:
+        vs_limit = r["ours_over_limit"] is not None and r["ours_over_limit"] <= TARGET_VS_LIMIT
+        vs_naive = r["naive_over_ours"] is not None and r["naive_over_ours"] >= TARGET_VS_NAIVE
+        out.append(
+            f"  {r['stage']:10s} within {TARGET_VS_LIMIT}x of limit: {'MET' if vs_limit else 'NOT MET'} "
+            f"({_f(r['ours_over_limit'], '{:.2f}x')}); >= {TARGET_VS_NAIVE:.0f}x faster than naive: "
+            f"{'MET' if vs_naive else ('n/a' if r['naive_s'] is None else 'NOT MET')} "
+            f"({_f(r['naive_over_ours'], '{:.1f}x')})"
+        )
+    mem = extras.get("extract_memory")
+    out.append(
+        "  extract memory bounded (peak RSS at 10x the scale <= 1.5x): "
+        + (
+            f"{'MET' if mem['ratio'] <= TARGET_EXTRACT_MEMORY else 'NOT MET'} ({mem['ratio']:.2f}x: "
+            f"{mem['this_gb']:.2f} GB at SF={sf:g} vs {mem['base_gb']:.2f} GB at SF={mem['base_sf']:g}, {mem['file']})"
+            if mem
+            else f"not compared (no earlier run at SF={sf / 10:g} in the bench folder)"
+        )
+    )
+    out.append(f"  incremental day at 1% change: {INCREMENTAL}")
+    out.append("")
+    out.append(
+        "ours s = Σ of the assets' own 'seconds' metadata in a Dagster run of that layer alone (engine work, incl. "
+        "Spark session start); naive/limit s = the same work timed inside its own process; peak RSS = the measuring "
+        "process and its children (Spark JVM included, database servers excluded). MB/s = bytes written / ours s."
+    )
+    return "\n".join(out)
+
+
+def extract_memory(bench: Path, sf: float, this_gb: float) -> dict[str, Any] | None:
+    """Compare the extract's peak RSS with the latest run at a tenth of the scale factor."""
+    base_sf = sf / 10
+    files = sorted(bench.glob(f"bench-sf{base_sf:g}-*.json"))
+    if not files:
+        return None
+    base = json.loads(files[-1].read_text())
+    base_gb = next(r["peak_rss_gb"] for r in base["stages"] if r["stage"] == "extract")
+    ratio = this_gb / base_gb
+    return {"base_sf": base_sf, "base_gb": base_gb, "this_gb": this_gb, "ratio": ratio, "file": files[-1].name}
+
+
+def to_json(path: Path, payload: dict[str, Any]) -> None:
+    def default(o: Any) -> Any:
+        return asdict(o) if isinstance(o, Measured) else str(o)
+
+    path.write_text(json.dumps(payload, indent=2, default=default))

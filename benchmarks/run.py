@@ -1,0 +1,116 @@
+"""``python -m benchmarks.run --sf 0.1``: seed, run our lineage and the references, print the table, write JSON.
+
+Every measured piece of work runs alone in its own subprocess, one after the other (the naive references
+take ~10 GB at SF=1). Ours runs first (the whole ``full_lineage`` job, then each layer by itself); the local
+references then read local copies of exactly the Parquet our run wrote.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import shutil
+import sys
+import time
+from datetime import UTC, datetime
+
+from benchmarks import report
+from benchmarks.common import bench_dir, load_environment, oltp, scratch_dir
+from benchmarks.measure import Measured, run_task
+from benchmarks.ours import LAYERS
+
+REFERENCES = {  # stage: (limit task, naive task)
+    "extract": ("extract_limit", "extract_naive"),
+    "transform": ("transform_limit", "transform_naive"),
+    "load": ("load_limit", "load_naive"),
+    "marts": ("marts_limit", None),  # the issue defines no naive marts
+}
+
+
+def _log(msg: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+def seeded_at(sf: float) -> bool:
+    """TPC-H has exactly 1.5 M orders per scale factor; an OLTP already at ``sf`` is not seeded again."""
+    try:
+        with oltp().connect() as conn:
+            orders = conn.execute("SELECT count(*) FROM orders").fetchone()[0]
+            lines = conn.execute("SELECT count(*) FROM lineitem").fetchone()[0]
+    except Exception:
+        return False
+    return orders == round(1_500_000 * sf) and lines > 0
+
+
+def measure(task: str, sf: float, **params: object) -> Measured:
+    m = run_task(task, {"sf": sf, **params})
+    work = m.result.get("seconds", m.result.get("engine_s"))
+    detail = f", work {work:.1f} s" if work is not None else ""
+    _log(f"{task}{' ' + str(params['layer']) if params.get('layer') else ''}: wall {m.wall_s:.1f} s{detail}, "
+         f"peak RSS {m.peak_rss_bytes / report.GB:.2f} GB")  # fmt: skip
+    return m
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__)
+    parser.add_argument("--sf", type=float, default=0.1, help="TPC-H scale factor (default 0.1)")
+    parser.add_argument("--reseed", action="store_true", help="seed the OLTP even if it already holds this SF")
+    parser.add_argument("--skip-naive", action="store_true", help="leave out the (slow, memory-hungry) naive refs")
+    parser.add_argument("--keep-scratch", action="store_true", help="keep the local copies and reference outputs")
+    args = parser.parse_args(argv)
+    load_environment()
+    sf = args.sf
+    started = time.perf_counter()
+    _log(f"SF={sf:g}, data folder {bench_dir().parent}, {os.cpu_count()} cores")
+    scratch = scratch_dir(sf)
+    shutil.rmtree(scratch, ignore_errors=True)
+
+    seed = None
+    if args.reseed or not seeded_at(sf):
+        seed = measure("seed", sf)
+    else:
+        _log(f"OLTP already holds TPC-H SF={sf:g}, not seeded again (--reseed to force)")
+
+    e2e = measure("ours", sf)  # the whole full_lineage job, as `make demo` runs it
+    ours = {layer: measure("ours", sf, layer=layer) for layer in LAYERS}
+    measure("mirror", sf, prefixes=["raw", "curated"])
+    refs: dict[str, dict[str, Measured | None]] = {}
+    for stage, (limit_task, naive_task) in REFERENCES.items():
+        refs[stage] = {"limit": measure(limit_task, sf)}
+        refs[stage]["naive"] = measure(naive_task, sf) if naive_task and not args.skip_naive else None
+    server = measure("extract_server", sf)
+
+    rows = report.stage_rows(ours, refs)
+    e2e_summary = report.end_to_end(e2e, rows)
+    extras = {
+        "server_copy": server.result,
+        "extract_memory": report.extract_memory(bench_dir(), sf, rows[0]["peak_rss_gb"]),
+    }
+    text = report.render(sf, rows, e2e_summary, extras)
+    print("\n" + text, flush=True)
+
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    path = bench_dir() / f"bench-sf{sf:g}-{stamp}.json"
+    report.to_json(
+        path,
+        {
+            "scale_factor": sf,
+            "timestamp": stamp,
+            "machine": {"cores": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
+            "stages": rows,
+            "end_to_end": e2e_summary,
+            "incremental_day": report.INCREMENTAL,
+            "extras": extras,
+            "measurements": {"seed": seed, "e2e": e2e, "ours": ours, "references": refs, "server_copy": server},
+            "bench_wall_s": time.perf_counter() - started,
+        },
+    )
+    if not args.keep_scratch:
+        shutil.rmtree(scratch, ignore_errors=True)
+    _log(f"wrote {path} ({time.perf_counter() - started:.0f} s in all)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
