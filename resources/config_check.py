@@ -28,6 +28,8 @@ class ServiceCheck:
 def check_environment(env: Environment) -> list[ServiceCheck]:
     results = []
     for key, res in resource_defs(env).items():
+        if not hasattr(res, "ping"):  # e.g. the k8s batch launcher: nothing to reach until a pod is started
+            continue
         node = getattr(res, "node", "?")
         endpoint = str(getattr(res, "endpoint", "?"))
         try:
@@ -45,11 +47,6 @@ def check_environment(env: Environment) -> list[ServiceCheck]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from dotenv import load_dotenv
-
-    from resources.settings import REPO_ROOT
-
-    load_dotenv(REPO_ROOT / ".env", override=False)
     args = argv if argv is not None else sys.argv[1:]
     env = args[0] if args else platform_env()
     failed = 0
@@ -61,4 +58,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    from dotenv import load_dotenv
+
+    from resources.settings import REPO_ROOT
+
+    load_dotenv(REPO_ROOT / ".env", override=False)
     sys.exit(main())

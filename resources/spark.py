@@ -6,6 +6,7 @@ object-store resource, so Spark and the other engines never disagree about endpo
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,17 @@ from pyspark.sql import SparkSession
 
 from resources.errors import ServiceUnavailableError
 from resources.object_store import ObjectStoreResource
+
+
+def _create_connect_session(url: str):
+    """pyspark marks the whole process as Connect-only when it creates a remote session; undo that mark, so a
+    local session can still be built in the same process (tests and tools use both)."""
+    before = os.environ.get("SPARK_CONNECT_MODE_ENABLED")
+    try:
+        return SparkSession.builder.remote(url).create()
+    finally:
+        if before is None:
+            os.environ.pop("SPARK_CONNECT_MODE_ENABLED", None)
 
 
 class SparkResource(dg.ConfigurableResource):
@@ -80,7 +92,7 @@ class SparkResource(dg.ConfigurableResource):
             try:
                 conf = self.spark_config()
                 if self.remote:  # a new Connect session: getOrCreate would reuse another endpoint's session
-                    self._session = SparkSession.builder.remote(conf.pop("spark.remote")).create()
+                    self._session = _create_connect_session(conf.pop("spark.remote"))
                 else:
                     self._session = spark_session_from_config(conf)
                 if self.remote:

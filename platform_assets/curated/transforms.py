@@ -2,15 +2,32 @@
 
 from __future__ import annotations
 
-from pyspark.sql import DataFrame, SparkSession, Window
-from pyspark.sql import functions as F
+from types import SimpleNamespace
+
+from pyspark.sql import DataFrame, SparkSession
 
 from platform_assets.catalog import AUDIT_COLUMN, MODELS, TABLES_BY_NAME, Table
 from platform_assets.paths import curated_prefix, raw_prefix
 
 
+def _api(df: DataFrame) -> SimpleNamespace:
+    """Column functions and Window of the DataFrame's own flavour (classic or Spark Connect).
+
+    pyspark picks the flavour from process-wide state; choosing it from the DataFrame keeps these transforms
+    correct in a process that talks to a local session and to a Connect server (tests, notebooks, tools).
+    """
+    if type(df).__module__.startswith("pyspark.sql.connect"):
+        from pyspark.sql.connect.functions import builtin as functions
+        from pyspark.sql.connect.window import Window
+    else:
+        from pyspark.sql.classic.window import Window
+        from pyspark.sql.functions import builtin as functions
+    return SimpleNamespace(F=functions, Window=Window)
+
+
 def latest_per_key(df: DataFrame, table: Table) -> DataFrame:
     """One row per primary key: the version with the latest ``updated_at`` wins (ties broken deterministically)."""
+    F, Window = _api(df).F, _api(df).Window
     order = [F.col(table.cursor_column).desc(), *(F.col(c.name).asc() for c in table.columns)]
     w = Window.partitionBy(*table.primary_key).orderBy(*order)
     return df.withColumn("_rn", F.row_number().over(w)).where("_rn = 1").drop("_rn")
@@ -22,6 +39,7 @@ def typed(df: DataFrame, table: Table) -> DataFrame:
 
 
 def fct_lineitem(lineitem: DataFrame, orders: DataFrame) -> DataFrame:
+    F = _api(lineitem).F
     o = orders.select(
         "o_orderkey", "o_custkey", "o_orderdate", "o_orderstatus", "o_orderpriority", "o_shippriority",
         F.col(AUDIT_COLUMN).alias("_o_updated_at"),
@@ -36,6 +54,7 @@ def fct_lineitem(lineitem: DataFrame, orders: DataFrame) -> DataFrame:
 
 
 def dim_customer(customer: DataFrame, nation: DataFrame, region: DataFrame) -> DataFrame:
+    F = _api(customer).F
     n = nation.select("n_nationkey", "n_name", "n_regionkey", F.col(AUDIT_COLUMN).alias("_n_updated_at"))
     r = region.select("r_regionkey", "r_name", F.col(AUDIT_COLUMN).alias("_r_updated_at"))
     return (
