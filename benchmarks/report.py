@@ -50,6 +50,7 @@ def stage_rows(ours: dict[str, Measured], refs: dict[str, dict[str, Measured | N
                 "rows_per_s": n_rows / ours_s if ours_s else None,
                 "mb_per_s": n_bytes / 1e6 / ours_s if ours_s else None,
                 "peak_rss_gb": m.peak_rss_bytes / GB,
+                "measured_alone": not m.result.get("from_e2e", False),
                 "naive_peak_rss_gb": naive.peak_rss_bytes / GB if naive else None,
                 "limit_peak_rss_gb": limit.peak_rss_bytes / GB if limit else None,
             }
@@ -99,7 +100,8 @@ def render(sf: float, rows: list[dict[str, Any]], e2e: dict[str, Any], extras: d
     out = [f"TPC-H SF={sf:g} on the local stack", head, "-" * len(head)]
     for r in rows:
         gb = "{:.2f}"
-        rss = f"{r['peak_rss_gb']:.2f} ({_f(r['naive_peak_rss_gb'], gb)} / {_f(r['limit_peak_rss_gb'], gb)})"
+        star = "" if r["measured_alone"] else "*"
+        rss = f"{r['peak_rss_gb']:.2f}{star} ({_f(r['naive_peak_rss_gb'], gb)} / {_f(r['limit_peak_rss_gb'], gb)})"
         out.append(
             f"{r['stage']:10s} {r['rows']:>11,} {r['ours_s']:>8.1f} {_f(r['naive_s']):>8s} {_f(r['limit_s']):>8s} "
             f"{_f(r['ours_over_limit'], '{:.2f}x'):>10s} {_f(r['naive_over_ours'], '{:.1f}x'):>10s} "
@@ -159,6 +161,8 @@ def render(sf: float, rows: list[dict[str, Any]], e2e: dict[str, Any], extras: d
         "Spark session start); naive/limit s = the same work timed inside its own process; peak RSS = the measuring "
         "process and its children (Spark JVM included, database servers excluded). MB/s = bytes written / ours s."
     )
+    if not all(r["measured_alone"] for r in rows):
+        out.append("* stage not re-run alone (--alone): its times come from the end-to-end run, its RSS is that run's.")
     return "\n".join(out)
 
 
