@@ -17,18 +17,20 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 TEST_DATA = REPO / ".data" / "pytest"
 SCALE_FACTOR = 0.01
+# Ports of the test stack: PLATFORM_TEST_PORT_BASE moves them all, so two suites can run side by side.
+PORT_BASE = int(os.environ.get("PLATFORM_TEST_PORT_BASE", "25000"))
 
 # Everything the resources read, pinned for the tests (a developer's .env must not leak in).
 TEST_ENV = {
     "PLATFORM_ENV": "local",
     "PLATFORM_DATA_DIR": str(TEST_DATA),
     "DAGSTER_HOME": str(TEST_DATA / "dagster"),
-    "LOCAL_PORT_OLTP_POSTGRES": "25432",
-    "LOCAL_PORT_OBJECT_STORE_S3": "25333",
-    "LOCAL_PORT_OBJECT_STORE_MASTER": "25334",
-    "LOCAL_PORT_OBJECT_STORE_VOLUME": "25335",
-    "LOCAL_PORT_OBJECT_STORE_FILER": "25336",
-    "LOCAL_PORT_SPARK_CONNECT": "25002",
+    "LOCAL_PORT_OLTP_POSTGRES": str(PORT_BASE + 432),
+    "LOCAL_PORT_OBJECT_STORE_S3": str(PORT_BASE + 333),
+    "LOCAL_PORT_OBJECT_STORE_MASTER": str(PORT_BASE + 334),
+    "LOCAL_PORT_OBJECT_STORE_VOLUME": str(PORT_BASE + 335),
+    "LOCAL_PORT_OBJECT_STORE_FILER": str(PORT_BASE + 336),
+    "LOCAL_PORT_SPARK_CONNECT": str(PORT_BASE + 2),
     "OLTP_USER": "platform",
     "OLTP_DB": "tpch",
     "OLTP_PASSWORD": secrets.token_urlsafe(12),

@@ -47,6 +47,6 @@ def test_spark_connect_with_a_wrong_token_names_vps_2(resources, spark_connect):
     wrong = SparkResource(object_store=resources["object_store"], remote=spark_connect, token="not-the-token")
     with (
         wrong.process_config_and_initialize_cm() as spark,
-        pytest.raises(ServiceUnavailableError, match=r"spark-connect on vps_2 .* sc://localhost:25002"),
+        pytest.raises(ServiceUnavailableError, match=rf"spark-connect on vps_2 .* {spark_connect}"),
     ):
         spark.ping()

@@ -6,6 +6,7 @@ import pytest
 
 from resources import topology
 from resources.environments import resource_defs
+from tests.conftest import PORT_BASE
 
 
 def test_nodes_are_in_the_private_network():
@@ -56,6 +57,6 @@ def test_prod_resources_point_at_the_topology(monkeypatch):
 
 def test_local_resources_use_loopback_and_configured_ports():
     r = resource_defs("local")
-    assert r["oltp"].host == "127.0.0.1" and r["oltp"].port == 25432  # from conftest's LOCAL_PORT_*
-    assert r["object_store"].endpoint_url == "http://127.0.0.1:25333"
+    assert r["oltp"].host == "127.0.0.1" and r["oltp"].port == PORT_BASE + 432  # conftest's LOCAL_PORT_*
+    assert r["object_store"].endpoint_url == f"http://127.0.0.1:{PORT_BASE + 333}"
     assert r["clickhouse"].dsn.startswith("chdb://") and r["spark"].remote is None
