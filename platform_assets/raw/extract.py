@@ -103,6 +103,7 @@ def extract_table(
     prefix = raw_prefix(table.name, partition)
     fs = store.arrow_fs()
     check_source_columns(oltp, table, partition)
+    store.ensure_bucket()  # a fresh deployment's object store starts empty
     con = duckdb_with_extensions(extension_dir, "postgres_scanner")
     con.execute("SET threads = 2")
     try:
