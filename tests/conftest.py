@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import secrets
 import shutil
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -42,6 +43,11 @@ TEST_ENV = {
 for name in ("OLTP_HOST", "OLTP_PORT", "S3_ENDPOINT_URL", "SPARK_REMOTE", "CLICKHOUSE_DSN", "CLICKHOUSE_CLUSTER"):
     os.environ.pop(name, None)
 os.environ.update(TEST_ENV)
+# Scratch files of the suite (Dagster's ephemeral instances, pytest's tmp_path) stay in the project, not /tmp.
+TEST_TMP = REPO / ".data" / "pytest-tmp"
+TEST_TMP.mkdir(parents=True, exist_ok=True)
+os.environ["TMPDIR"] = str(TEST_TMP)
+tempfile.tempdir = None  # re-read TMPDIR
 
 
 @pytest.fixture(scope="session")
@@ -56,6 +62,7 @@ def stack() -> Iterator[None]:
     finally:
         local_stack.down()
         shutil.rmtree(TEST_DATA, ignore_errors=True)
+        shutil.rmtree(TEST_TMP, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
