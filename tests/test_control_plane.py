@@ -10,6 +10,7 @@ import base64
 import http.server
 import json
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -37,12 +38,14 @@ run_coordinator:
 """
 
 
-def _free_port(start: int = 23000) -> int:
+def _free_port() -> int:
+    """A free port in 23000-23999, from a random start: parallel sessions (clones) must not pick the same one."""
+    start = random.randrange(23000, 23900)
     for port in range(start, start + 100):
         with socket.socket() as s:
             if s.connect_ex(("127.0.0.1", port)) != 0:
                 return port
-    raise RuntimeError("no free port in 23000-23099")
+    raise RuntimeError(f"no free port in {start}-{start + 99}")
 
 
 def _asset_graph_loaded(url: str) -> bool:
@@ -75,7 +78,8 @@ def webserver(seeded) -> Iterator[str]:
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 180
-        while not _asset_graph_loaded(url):
+        ours = f"Serving dagster-webserver on {url} in process {proc.pid}"  # not another session's server
+        while ours not in (home / "webserver.log").read_text(errors="replace") or not _asset_graph_loaded(url):
             if proc.poll() is not None or time.monotonic() > deadline:
                 pytest.fail(
                     f"dagster-webserver did not serve the asset graph: {(home / 'webserver.log').read_text()[-2000:]}"
