@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STACK := $(PY) -m deploy.local.stack
 SF ?=
 
-.PHONY: help setup up down status up-spark-connect config-check demo seed dev test bench lint lock
+.PHONY: help setup up down status up-spark-connect config-check demo seed simulate dev test bench lint lock
 
 help:
 	@echo "make demo     set up, start the local stack, seed TPC-H, materialize every asset, print a summary"
@@ -13,6 +13,7 @@ help:
 	@echo "make up/down  start/stop the local stack (PostgreSQL, SeaweedFS); make status shows it"
 	@echo "make dev      open the Dagster UI on workspace.yaml at http://127.0.0.1:3000"
 	@echo "make config-check  reach every service of PLATFORM_ENV=local|prod and report each failure"
+	@echo "make simulate DAYS=n  apply n days of deterministic OLTP activity (then make demo reloads it all)"
 	@echo "make bench SF=0.1  benchmark each stage against the naive way and the engine's limit"
 	@echo "make lint     ruff"
 
@@ -37,6 +38,9 @@ config-check: setup  ## reach every service of $(PLATFORM_ENV) (default local), 
 
 seed: up
 	@$(PY) -m platform_assets.cli seed $(if $(SF),--sf $(SF))
+
+simulate: up  ## DAYS=n days of deterministic OLTP activity (orders, fulfilment, corrections, cancellations)
+	@$(PY) -m platform_assets.cli simulate --days $(or $(DAYS),1)
 
 demo: up
 	@$(PY) -m platform_assets.cli demo $(if $(SF),--sf $(SF))

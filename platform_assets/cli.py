@@ -31,6 +31,21 @@ def _seed(scale_factor: float) -> None:
     )
 
 
+def _simulate(days: int, seed: int, change_rate: float) -> int:
+    from platform_assets.oltp.simulate import simulate
+    from resources.environments import oltp_resource
+    from resources.settings import platform_env
+
+    with oltp_resource(platform_env()).process_config_and_initialize_cm() as oltp:
+        report = simulate(oltp, days, seed, change_rate)
+    for d in report.days:
+        print(
+            f"{d.day}: +{d.new_orders} orders/+{d.new_lineitems} lines, {d.status_changes} fulfilled, "
+            f"{d.corrections} corrections, -{d.deleted_orders} orders/-{d.deleted_lineitems} lines cancelled"
+        )
+    return 0
+
+
 def _fmt_bytes(n: float) -> str:
     for unit in ("B", "KB", "MB", "GB"):
         if n < 1024:
@@ -78,7 +93,13 @@ def main(argv: list[str] | None = None) -> int:
         p = sub.add_parser(name)
         p.add_argument("--sf", type=float, default=float(os.environ.get("TPCH_SCALE_FACTOR", "0.01")))
     sub.add_parser("run")
+    p = sub.add_parser("simulate", help="apply n days of deterministic OLTP activity")
+    p.add_argument("--days", type=int, default=1)
+    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--change-rate", type=float, default=0.01)
     args = parser.parse_args(argv)
+    if args.command == "simulate":
+        return _simulate(args.days, args.seed, args.change_rate)
     if args.command in ("seed", "demo"):
         _seed(args.sf)
     if args.command == "seed":

@@ -16,10 +16,10 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
-TEST_DATA = REPO / ".data" / "pytest"
 SCALE_FACTOR = 0.01
-# Ports of the test stack: PLATFORM_TEST_PORT_BASE moves them all, so two suites can run side by side.
+# Ports and folder of the test stack: PLATFORM_TEST_PORT_BASE moves both, so two suites can run side by side.
 PORT_BASE = int(os.environ.get("PLATFORM_TEST_PORT_BASE", "25000"))
+TEST_DATA = REPO / ".data" / ("pytest" if PORT_BASE == 25000 else f"pytest-{PORT_BASE}")
 
 # Everything the resources read, pinned for the tests (a developer's .env must not leak in).
 TEST_ENV = {
@@ -44,7 +44,7 @@ for name in ("OLTP_HOST", "OLTP_PORT", "S3_ENDPOINT_URL", "SPARK_REMOTE", "CLICK
     os.environ.pop(name, None)
 os.environ.update(TEST_ENV)
 # Scratch files of the suite (Dagster's ephemeral instances, pytest's tmp_path) stay in the project, not /tmp.
-TEST_TMP = REPO / ".data" / "pytest-tmp"
+TEST_TMP = TEST_DATA.with_name(TEST_DATA.name + "-tmp")
 TEST_TMP.mkdir(parents=True, exist_ok=True)
 os.environ["TMPDIR"] = str(TEST_TMP)
 tempfile.tempdir = None  # re-read TMPDIR
