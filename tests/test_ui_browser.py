@@ -16,10 +16,10 @@ from collections.abc import Iterator
 import pytest
 
 from control_plane.client import GraphQLClient
-from tests.conftest import TEST_DATA
+from tests.conftest import REPO, TEST_DATA
 from tests.test_control_plane import webserver  # noqa: F401 — the same real webserver fixture
 
-SCREENSHOTS = TEST_DATA / "screenshots"
+SCREENSHOTS = REPO / ".data" / "test-artifacts" / "screenshots"  # kept after the run (the stack folder is not)
 WINDOW = (1600, 1000)
 
 
