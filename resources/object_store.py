@@ -113,12 +113,10 @@ class ObjectStoreResource(S3Resource):
             raise self.unavailable(exc) from None
         return out
 
-    def delete_prefix(self, prefix: str) -> int:
-        keys = [k for k, _ in self.list_keys(prefix)]
+    def delete_keys(self, keys: list[str]) -> None:
         client = self.client()
         for i in range(0, len(keys), 1000):
             client.delete_objects(Bucket=self.bucket, Delete={"Objects": [{"Key": k} for k in keys[i : i + 1000]]})
-        return len(keys)
 
     def parquet_rows(self, prefix: str) -> int:
         """Rows in the Parquet objects under ``prefix``, read from their footers only."""

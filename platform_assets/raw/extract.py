@@ -148,8 +148,5 @@ def extract_table(
     # the new objects are complete: drop whatever an earlier run left under the prefix
     sizes = dict(store.list_keys(prefix))
     stale = [k for k in sizes if k not in written]
-    if stale:
-        client = store.client()
-        for i in range(0, len(stale), 1000):
-            client.delete_objects(Bucket=store.bucket, Delete={"Objects": [{"Key": k} for k in stale[i : i + 1000]]})
+    store.delete_keys(stale)
     return ExtractResult(rows, sum(sizes[k] for k in written), written, time.perf_counter() - started)
