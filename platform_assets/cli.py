@@ -19,10 +19,9 @@ from resources.settings import REPO_ROOT, data_dir, local_port
 def _seed(scale_factor: float) -> None:
     from platform_assets.oltp.seed import seed_tpch
     from resources.environments import oltp_resource
+    from resources.settings import platform_env
 
-    with oltp_resource(
-        "local" if os.environ.get("PLATFORM_ENV", "local") == "local" else "prod"
-    ).process_config_and_initialize_cm() as oltp:
+    with oltp_resource(platform_env()).process_config_and_initialize_cm() as oltp:
         report = seed_tpch(oltp, scale_factor, data_dir() / "duckdb_extensions")
     total = sum(report.rows.values())
     print(

@@ -93,13 +93,12 @@ class SparkResource(dg.ConfigurableResource):
                 conf = self.spark_config()
                 if self.remote:  # a new Connect session: getOrCreate would reuse another endpoint's session
                     self._session = _create_connect_session(conf.pop("spark.remote"))
-                else:
-                    self._session = spark_session_from_config(conf)
-                if self.remote:
                     # Per-session Hadoop settings: the session's SQL conf is copied into the Hadoop conf of its
                     # jobs, so the server reads the object store this resource points at, with its credentials.
                     for key, value in conf.items():
                         self._session.conf.set(key.removeprefix("spark.hadoop."), value)
+                else:
+                    self._session = spark_session_from_config(conf)
             except ServiceUnavailableError:
                 raise
             except Exception as exc:

@@ -27,7 +27,8 @@ def _api(df: DataFrame) -> SimpleNamespace:
 
 def latest_per_key(df: DataFrame, table: Table) -> DataFrame:
     """One row per primary key: the version with the latest ``updated_at`` wins (ties broken deterministically)."""
-    F, Window = _api(df).F, _api(df).Window
+    api = _api(df)
+    F, Window = api.F, api.Window
     order = [F.col(table.cursor_column).desc(), *(F.col(c.name).asc() for c in table.columns)]
     w = Window.partitionBy(*table.primary_key).orderBy(*order)
     return df.withColumn("_rn", F.row_number().over(w)).where("_rn = 1").drop("_rn")
