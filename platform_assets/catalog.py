@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 import pyarrow as pa
 
 AUDIT_COLUMN = "updated_at"
+DELETED_COLUMN = "is_deleted"  # curated/warehouse only: 1 for a key deleted in the OLTP (a tombstone)
 
 
 @dataclass(frozen=True)
@@ -93,6 +94,12 @@ def clickhouse_type(logical: str) -> str:
         "string": "String",
         "timestamp": "DateTime64(6, 'UTC')",
     }[logical]
+
+
+def spark_type(logical: str) -> str:
+    if _DECIMAL.fullmatch(logical):
+        return logical
+    return {"int32": "int", "int64": "bigint", "date": "date", "string": "string", "timestamp": "timestamp"}[logical]
 
 
 def arrow_schema(table: Table) -> pa.Schema:

@@ -1,12 +1,15 @@
-"""Command line for the demo: seed the OLTP with TPC-H, run the whole lineage, print what it did.
+"""Command line for the demo: seed the OLTP with TPC-H, run the whole lineage, then a second day, print what it did.
 
 python -m platform_assets.cli seed [--sf 0.01]
-python -m platform_assets.cli demo [--sf 0.01]
+python -m platform_assets.cli demo [--sf 0.01] [--day-change-rate 0.01]
+python -m platform_assets.cli run                  # full_lineage over every change day in the OLTP
+python -m platform_assets.cli simulate --days n    # n days of OLTP activity (the sensor picks them up)
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import time
@@ -53,32 +56,101 @@ def _fmt_bytes(n: float) -> str:
     return f"{n:.1f} TB"
 
 
-def run_lineage() -> int:
-    """Run the full_lineage job on the local Dagster instance, so the UI shows the run and its metadata."""
-    import dagster as dg
-
-    from platform_assets.definitions import LINEAGE_JOB, defs
-
-    started = time.perf_counter()
-    job = defs().resolve_job_def(LINEAGE_JOB)
-    with dg.DagsterInstance.get() as instance:
-        result = job.execute_in_process(instance=instance, raise_on_error=False)
-    wall = time.perf_counter() - started
-    print(f"\n{'asset':42s} {'rows':>10s} {'bytes':>10s} {'seconds':>8s}")
-    for event in result.get_asset_materialization_events():
-        mat = event.event_specific_data.materialization
-        md = {k: getattr(v, "value", v) for k, v in mat.metadata.items()}
+def _print_materializations(materialized) -> None:
+    print(f"\n{'asset':32s} {'partition':>10s} {'rows':>10s} {'bytes':>10s} {'seconds':>8s}")
+    for key, partition, md in materialized:
         print(
-            f"{mat.asset_key.to_user_string():42s} {md.get('dagster/row_count', 0):>10,} "
-            f"{_fmt_bytes(md.get('bytes', 0)):>10s} {md.get('seconds', 0):>8.2f}"
+            f"{key:32s} {partition or '':>10s} "
+            f"{md.get('dagster/row_count', 0):>10,} {_fmt_bytes(md.get('bytes', 0)):>10s} {md.get('seconds', 0):>8.2f}"
         )
-    checks = result.get_asset_check_evaluations()
+
+
+def _print_checks(checks) -> list:
     failed = [c for c in checks if not c.passed]
     print(f"\nasset checks: {len(checks) - len(failed)}/{len(checks)} passed")
     for c in failed:
         print(f"  FAILED {c.asset_key.to_user_string()}:{c.check_name} {c.description or ''}")
-    print(f"run {result.run_id} {'succeeded' if result.success else 'FAILED'} in {wall:.1f} s")
+    return failed
+
+
+def _resources(defs):
+    from contextlib import ExitStack
+
+    stack = ExitStack()
+    oltp = stack.enter_context(defs.resources["oltp"].process_config_and_initialize_cm())
+    return stack, oltp
+
+
+def reset_downstream(defs) -> None:
+    """After a re-seed everything derived from the old OLTP is stale: empty the object store and warehouse."""
+    with (
+        defs.resources["object_store"].process_config_and_initialize_cm() as store,
+        defs.resources["clickhouse"].process_config_and_initialize_cm() as ch,
+    ):
+        store.ensure_bucket()
+        for prefix in ("raw/", "curated/", "landing/"):
+            store.delete_keys([k for k, _ in store.list_keys(prefix)])
+        for database in ("marts", "warehouse"):
+            ch.command(f"DROP DATABASE IF EXISTS {database}{ch.on_cluster()} SYNC")
+
+
+def run_lineage() -> int:
+    """Run the full_lineage job over every change day, on the local Dagster instance (the UI shows the run)."""
+    import dagster as dg
+
+    from platform_assets.definitions import LINEAGE_JOB, defs
+    from platform_assets.jobs import changed_days, range_tags
+
+    definitions = defs()
+    stack, oltp = _resources(definitions)
+    with stack:
+        first, last = changed_days(oltp)
+    started = time.perf_counter()
+    job = definitions.resolve_job_def(LINEAGE_JOB)
+    with dg.DagsterInstance.get() as instance:
+        result = job.execute_in_process(instance=instance, tags=range_tags(first, last), raise_on_error=False)
+    wall = time.perf_counter() - started
+    from platform_assets.automation.local_runs import Applied
+
+    _print_materializations(Applied([result]).materialized())
+    failed = _print_checks(result.get_asset_check_evaluations())
+    print(f"run {result.run_id} ({first}..{last}) {'succeeded' if result.success else 'FAILED'} in {wall:.1f} s")
     return 0 if result.success and not failed else 1
+
+
+def second_day(change_rate: float = 0.01) -> int:
+    """Simulate one more day in the OLTP, let the change sensor and the automation pick it up, print what changed."""
+    import dagster as dg
+
+    from platform_assets.automation.local_runs import evaluate_sensor, execute_requests, run_automation
+    from platform_assets.automation.oltp_changes import SENSOR, scan
+    from platform_assets.definitions import defs
+    from platform_assets.oltp.simulate import simulate
+
+    definitions = defs()
+    stack, oltp = _resources(definitions)
+    with stack, dg.DagsterInstance.get() as instance:
+        cursor = json.dumps(scan(oltp, {}).cursor)  # the sensor's view right after the full load
+        automation = dg.evaluate_automation_conditions(defs=definitions, instance=instance).cursor  # its first tick
+        report = simulate(oltp, 1, 42, change_rate).days[0]
+        print(
+            f"\nsimulated {report.day}: +{report.new_orders} orders/+{report.new_lineitems} lines, "
+            f"{report.status_changes} fulfilled, {report.corrections} corrections, "
+            f"-{report.deleted_orders} orders/-{report.deleted_lineitems} lines cancelled"
+        )
+        started = time.perf_counter()
+        requests, _ = evaluate_sensor(definitions, SENSOR, instance, cursor)
+        for r in requests:
+            assets = ", ".join(k.to_user_string() for k in r.asset_selection)
+            print(f"sensor {SENSOR} requested run {r.run_key} for {assets}")
+        applied = execute_requests(definitions, instance, requests)
+        automated, _ = run_automation(definitions, instance, automation)
+        wall = time.perf_counter() - started
+    _print_materializations(applied.materialized() + automated.materialized())
+    failed = _print_checks(applied.checks() + automated.checks())
+    ok = applied.success and automated.success and not failed and requests
+    print(f"second day applied {'successfully' if ok else 'WITH FAILURES'} in {wall:.1f} s")
+    return 0 if ok else 1
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -91,6 +163,8 @@ def main(argv: list[str] | None = None) -> int:
     for name in ("seed", "demo"):
         p = sub.add_parser(name)
         p.add_argument("--sf", type=float, default=float(os.environ.get("TPCH_SCALE_FACTOR", "0.01")))
+        if name == "demo":
+            p.add_argument("--day-change-rate", type=float, default=0.01, help="share of orders changed on day two")
     sub.add_parser("run")
     p = sub.add_parser("simulate", help="apply n days of deterministic OLTP activity")
     p.add_argument("--days", type=int, default=1)
@@ -103,7 +177,13 @@ def main(argv: list[str] | None = None) -> int:
         _seed(args.sf)
     if args.command == "seed":
         return 0
+    if args.command == "demo":
+        from platform_assets.definitions import defs
+
+        reset_downstream(defs())
     status = run_lineage()
+    if args.command == "demo" and status == 0:
+        status = second_day(args.day_change_rate)
     print(
         f"\nOpen the UI: `make dev`, then http://127.0.0.1:{local_port('dagster-webserver')} "
         "(Lineage: Assets → View lineage)"

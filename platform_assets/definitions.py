@@ -4,20 +4,19 @@ from __future__ import annotations
 
 import dagster as dg
 
+from platform_assets.automation.failure_sensor import defs as failure_defs
+from platform_assets.automation.landing_sensor import landing_sensor
+from platform_assets.automation.oltp_changes import oltp_changes_sensor
+from platform_assets.automation.schedules import defs as schedule_defs
 from platform_assets.curated.assets import defs as curated_defs
+from platform_assets.jobs import INCREMENTAL_JOB, LINEAGE_JOB, full_lineage_job, incremental_job
 from platform_assets.marts.assets import defs as marts_defs
 from platform_assets.oltp.assets import defs as oltp_defs
 from platform_assets.raw.assets import defs as raw_defs
 from platform_assets.warehouse.assets import defs as warehouse_defs
 from resources.environments import executor_def, resource_defs
 
-LINEAGE_JOB = "full_lineage"
-
-full_lineage_job = dg.define_asset_job(
-    LINEAGE_JOB,
-    selection=dg.AssetSelection.all(),
-    description="Materialize the whole lineage: OLTP → raw → curated → warehouse → marts.",
-)
+__all__ = ["INCREMENTAL_JOB", "LINEAGE_JOB", "defs"]
 
 
 @dg.definitions
@@ -28,5 +27,12 @@ def defs() -> dg.Definitions:
         curated_defs,
         warehouse_defs,
         marts_defs,
-        dg.Definitions(jobs=[full_lineage_job], resources=resource_defs(), executor=executor_def()),
+        schedule_defs,
+        failure_defs,
+        dg.Definitions(
+            jobs=[full_lineage_job, incremental_job],
+            sensors=[oltp_changes_sensor, landing_sensor],
+            resources=resource_defs(),
+            executor=executor_def(),
+        ),
     )

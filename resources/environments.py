@@ -19,6 +19,7 @@ from resources.oltp_postgres import OltpPostgresResource
 from resources.settings import Environment, data_dir, local_port, platform_env, s3a_jars_dir
 from resources.spark import SparkResource
 from resources.topology import service
+from resources.webhook import webhook_resource
 
 
 def _env(name: str, default: object) -> str:
@@ -96,6 +97,7 @@ def resource_defs(env: Environment | None = None) -> dict[str, Any]:
         "clickhouse": clickhouse_resource(env),
         # only used with CURATED_RUNNER=k8s-pipes (batch pods on vps_2)
         "k8s_batch": K8sBatchResource(object_store=object_store, kubeconfig_file=os.environ.get("KUBECONFIG")),
+        "failure_webhook": webhook_resource(),  # FAILURE_WEBHOOK_URL, optional
     }
 
 

@@ -102,26 +102,34 @@ class ObjectStoreResource(S3Resource):
         except (BotoCoreError, ClientError) as exc:
             raise self.unavailable(exc) from None
 
-    def list_keys(self, prefix: str) -> list[tuple[str, int]]:
-        """(key, size) of every object under ``prefix``."""
-        out: list[tuple[str, int]] = []
+    def list_objects(self, prefix: str) -> list[dict]:
+        """S3 listing entries (Key, Size, ETag, LastModified) of every object under ``prefix``."""
+        out: list[dict] = []
         try:
             paginator = self.client().get_paginator("list_objects_v2")
             for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix):
-                out.extend((o["Key"], o["Size"]) for o in page.get("Contents", []))
+                out.extend(page.get("Contents", []))
         except (BotoCoreError, ClientError) as exc:
             raise self.unavailable(exc) from None
         return out
+
+    def list_keys(self, prefix: str) -> list[tuple[str, int]]:
+        """(key, size) of every object under ``prefix``."""
+        return [(o["Key"], o["Size"]) for o in self.list_objects(prefix)]
 
     def delete_keys(self, keys: list[str]) -> None:
         client = self.client()
         for i in range(0, len(keys), 1000):
             client.delete_objects(Bucket=self.bucket, Delete={"Objects": [{"Key": k} for k in keys[i : i + 1000]]})
 
-    def parquet_rows(self, prefix: str) -> int:
-        """Rows in the Parquet objects under ``prefix``, read from their footers only."""
+    def parquet_rows(self, prefix: str, name_prefix: str = "") -> int:
+        """Rows in the Parquet objects under ``prefix`` (whose file name starts with ``name_prefix``), from footers."""
         fs = self.arrow_fs()
-        keys = [k for k, _ in self.list_keys(prefix) if k.endswith(".parquet")]
+        keys = [
+            k
+            for k, _ in self.list_keys(prefix)
+            if k.endswith(".parquet") and k.rsplit("/", 1)[-1].startswith(name_prefix)
+        ]
         return sum(pq.ParquetFile(f"{self.bucket}/{k}", filesystem=fs).metadata.num_rows for k in keys)
 
     def prefix_bytes(self, prefix: str) -> int:

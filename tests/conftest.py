@@ -100,8 +100,20 @@ def seeded(oltp) -> dict[str, int]:
 
 
 @pytest.fixture(scope="session")
-def lineage(seeded, resources):
-    """The ``full_lineage`` job (the one ``make demo`` runs), with its checks, materialized once."""
+def lineage(seeded, resources, oltp):
+    """The ``full_lineage`` job (the one ``make demo`` runs) over every change day, with its checks, once."""
     from platform_assets.definitions import LINEAGE_JOB, defs
+    from platform_assets.jobs import changed_days, range_tags
 
-    return defs().resolve_job_def(LINEAGE_JOB).execute_in_process(raise_on_error=False)
+    tags = range_tags(*changed_days(oltp))
+    return defs().resolve_job_def(LINEAGE_JOB).execute_in_process(tags=tags, raise_on_error=False)
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "mutates_oltp: changes the shared OLTP/warehouse; runs after all other tests")
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests that change the shared OLTP database (and so the warehouse) run last, in file order, so every other
+    test sees the pristine TPC-H state the lineage fixture loaded."""
+    items.sort(key=lambda item: item.get_closest_marker("mutates_oltp") is not None)

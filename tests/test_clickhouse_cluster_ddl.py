@@ -1,22 +1,26 @@
-"""The prod (2-shard, ON CLUSTER) load, as the statements it issues.
+"""The prod (2-shard, ON CLUSTER) loads, as the statements they issue.
 
-No ClickHouse server can run here, so the prod path is recorded, not executed: the same ``load_table`` that
-the tests run for real on chDB's one-shard cluster issues these statements against vps_3.
+No ClickHouse server can run here, so the prod path is recorded, not executed: the same ``load_days`` and
+``load_table`` that the tests run for real on chDB's one-shard cluster issue these statements against vps_3.
 """
 
 import re
+from datetime import date
 
 from pydantic import PrivateAttr
 
-from platform_assets.catalog import TABLES_BY_NAME, clickhouse_type
-from platform_assets.warehouse.load import load_table
+from platform_assets.catalog import MODELS, TABLES_BY_NAME, clickhouse_type
+from platform_assets.warehouse.load import load_days, load_table
 from resources.clickhouse import ClickHouseResource
 from resources.environments import resource_defs
 from resources.object_store import ObjectStoreResource
 
+LINEITEM = TABLES_BY_NAME["lineitem"]
+FCT = next(m for m in MODELS if m.name == "fct_lineitem")
+
 
 class RecordingClickHouse(ClickHouseResource):
-    """Records the SQL instead of sending it; answers DESCRIBE with the catalog's own columns."""
+    """Records the SQL instead of sending it; answers DESCRIBE with the curated Parquet's columns."""
 
     _sql: list[str] = PrivateAttr(default_factory=list)
 
@@ -26,49 +30,81 @@ class RecordingClickHouse(ClickHouseResource):
     def rows(self, sql, parameters=None):
         self._sql.append(sql)
         if sql.startswith("DESCRIBE"):
-            return [(c.name, clickhouse_type(c.type)) for c in TABLES_BY_NAME["lineitem"].all_columns]
+            return [(c.name, clickhouse_type(c.type)) for c in LINEITEM.all_columns] + [("is_deleted", "Int8")]
         if "system.tables" in sql:
             return [(6_000_000, 123, 2)]
+        if sql.startswith("SELECT count()"):
+            return [(1234,)]
         return []
 
     def columns(self, database, table):
         return []
 
 
-def test_prod_load_is_sharded_and_issued_on_cluster(monkeypatch):
+class ListingStore(ObjectStoreResource):
+    """Lists one curated object for each of two change days (no S3 server needed)."""
+
+    def list_keys(self, prefix):
+        return [(f"{prefix}part-0.parquet", 10)] if "change_date=1998-08-0" in prefix else []
+
+
+def prod_resources(monkeypatch):
     for var in ("CLICKHOUSE_HOST", "CLICKHOUSE_PORT", "CLICKHOUSE_CLUSTER", "S3_ENDPOINT_URL"):
         monkeypatch.delenv(var, raising=False)
     prod = resource_defs("prod")
     ch_cfg = prod["clickhouse"]
     assert (ch_cfg.cluster, ch_cfg.ddl_on_cluster) == ("platform", True)
     ch = RecordingClickHouse(host=ch_cfg.host, port=ch_cfg.port, cluster="platform", password="x")
-    store = ObjectStoreResource(endpoint_url=prod["object_store"].endpoint_url, bucket="lake",
-                                aws_access_key_id="k", aws_secret_access_key="s")  # fmt: skip
-    result = load_table(ch, store, TABLES_BY_NAME["lineitem"])
+    store = ListingStore(endpoint_url=prod["object_store"].endpoint_url, bucket="lake",
+                         aws_access_key_id="k", aws_secret_access_key="s")  # fmt: skip
+    return ch, store
+
+
+def test_prod_daily_upsert_is_sharded_and_issued_on_cluster(monkeypatch):
+    ch, store = prod_resources(monkeypatch)
+    result = load_days(ch, store, LINEITEM, [date(1998, 8, 4), date(1998, 8, 5), date(1998, 8, 20)])
     sql = ch._sql
     ddl = [s for s in sql if re.match(r"(CREATE|DROP|EXCHANGE)", s)]
     assert ddl and all(" ON CLUSTER platform" in s for s in ddl), ddl
     text = "\n".join(sql)
-    assert "CREATE TABLE warehouse.lineitem_local__staging ON CLUSTER platform\n(\n  `l_orderkey` Int64," in text
-    assert "ENGINE = ReplacingMergeTree(updated_at) ORDER BY (l_orderkey, l_linenumber)" in text
+    assert "CREATE TABLE IF NOT EXISTS warehouse.lineitem_local ON CLUSTER platform\n(\n  `l_orderkey` Int64," in text
     assert (
-        "CREATE OR REPLACE TABLE warehouse.lineitem__staging_dist ON CLUSTER platform AS "
-        "warehouse.lineitem_local__staging ENGINE = Distributed(platform, warehouse, lineitem_local__staging, "
-        "cityHash64(l_orderkey))"
-    ) in sql
-    inserts = [s for s in sql if s.startswith("INSERT")]
-    assert len(inserts) == 1 and inserts[0].startswith("INSERT INTO warehouse.lineitem__staging_dist SELECT * FROM s3(")
-    assert "http://10.104.0.2:8333/lake/curated/lineitem/*.parquet" in inserts[0]
-    assert "distributed_foreground_insert = 1" in inserts[0]
-    # each shard swaps its slice in atomically, then the Distributed table points at the new local tables
-    exchange = sql.index(
-        "EXCHANGE TABLES warehouse.lineitem_local__staging AND warehouse.lineitem_local ON CLUSTER platform"
+        "`is_deleted` UInt8\n)\nENGINE = ReplacingMergeTree(updated_at, is_deleted) ORDER BY (l_orderkey, l_linenumber)"
+        in text
     )
-    final = sql.index(
+    assert (
         "CREATE OR REPLACE TABLE warehouse.lineitem ON CLUSTER platform AS warehouse.lineitem_local "
         "ENGINE = Distributed(platform, warehouse, lineitem_local, cityHash64(l_orderkey))"
+    ) in sql
+    inserts = [s for s in sql if s.startswith("INSERT")]
+    assert len(inserts) == 1 and inserts[0].startswith("INSERT INTO warehouse.lineitem (`l_orderkey`,")
+    # one insert for the days that have objects; ClickHouse routes each row to its shard
+    assert "http://10.104.0.2:8333/lake/curated/lineitem/change_date={1998-08-04,1998-08-05}/*.parquet" in inserts[0]
+    assert "toUInt8(`is_deleted`)" in inserts[0] and "distributed_foreground_insert = 1" in inserts[0]
+    assert not any("EXCHANGE" in s or "DROP" in s for s in sql)  # upserts never drop or swap the table
+    assert result.rows == 1234
+
+
+def test_prod_model_rebuild_swaps_each_shard_on_cluster(monkeypatch):
+    ch, store = prod_resources(monkeypatch)
+    result = load_table(ch, store, FCT)
+    sql = ch._sql
+    ddl = [s for s in sql if re.match(r"(CREATE|DROP|EXCHANGE)", s)]
+    assert ddl and all(" ON CLUSTER platform" in s for s in ddl), ddl
+    text = "\n".join(sql)
+    assert "CREATE TABLE warehouse.fct_lineitem_local__staging ON CLUSTER platform\n(\n  `l_orderkey` Int64," in text
+    assert "ENGINE = ReplacingMergeTree(updated_at) ORDER BY (l_orderkey, l_linenumber)" in text
+    inserts = [s for s in sql if s.startswith("INSERT")]
+    assert len(inserts) == 1
+    assert inserts[0].startswith("INSERT INTO warehouse.fct_lineitem__staging_dist SELECT * FROM s3(")
+    assert "http://10.104.0.2:8333/lake/curated/fct_lineitem/*.parquet" in inserts[0]
+    exchange = sql.index(
+        "EXCHANGE TABLES warehouse.fct_lineitem_local__staging AND warehouse.fct_lineitem_local ON CLUSTER platform"
+    )
+    final = sql.index(
+        "CREATE OR REPLACE TABLE warehouse.fct_lineitem ON CLUSTER platform AS warehouse.fct_lineitem_local "
+        "ENGINE = Distributed(platform, warehouse, fct_lineitem_local, cityHash64(l_orderkey))"
     )
     assert sql.index(inserts[0]) < exchange < final
-    # rows and bytes are summed over every shard
     assert any("clusterAllReplicas(platform, system.tables)" in s for s in sql)
     assert result.rows == 6_000_000

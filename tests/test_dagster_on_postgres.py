@@ -3,6 +3,7 @@
 Also the secrets check: no credential appears in the run's event log or in its compute logs.
 """
 
+import json
 import os
 import subprocess
 import sys
@@ -12,6 +13,7 @@ import dagster as dg
 import pytest
 import yaml
 
+from platform_assets.jobs import range_tags
 from tests.conftest import REPO, TEST_DATA
 
 PROD_INSTANCE = REPO / "deploy" / "vps_1" / "dagster" / "dagster.yaml"
@@ -50,7 +52,8 @@ def test_full_lineage_on_postgres_storage_via_cli(postgres_instance_home, oltp, 
     }
     dagster = Path(sys.executable).parent / "dagster"
     proc = subprocess.run(
-        [str(dagster), "job", "execute", "-m", "platform_assets.definitions", "-j", "full_lineage"],
+        [str(dagster), "job", "execute", "-m", "platform_assets.definitions", "-j", "full_lineage",
+         "--tags", json.dumps(range_tags("1998-08-03", "1998-08-03"))],
         cwd=postgres_instance_home,  # not the repo: the Dagster CLI would load a developer's .env from there
         env=env, capture_output=True, text=True, timeout=900,
     )  # fmt: skip

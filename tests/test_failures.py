@@ -1,69 +1,95 @@
 """Checks fail when their condition breaks; bad input fails loudly and keeps what was already loaded."""
 
 import datetime as dt
+import re
 
 import dagster as dg
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from platform_assets.catalog import TABLES_BY_NAME, arrow_schema
-from platform_assets.definitions import defs
+from platform_assets.catalog import TABLES_BY_NAME, Model, arrow_schema
+from platform_assets.definitions import INCREMENTAL_JOB, defs
 from platform_assets.paths import curated_prefix, raw_prefix
-from platform_assets.raw.extract import SchemaMismatchError, conform_batch, extract_table
-from platform_assets.warehouse.load import WarehouseSchemaError, check_schema, load_table, local_name
+from platform_assets.raw.extract import SchemaMismatchError, conform_batch, extract_days
+from platform_assets.warehouse.assets import reconcile_check, unique_check
+from platform_assets.warehouse.load import WarehouseSchemaError, check_schema, load_days, local_name
 from resources.settings import data_dir
 
 REGION = TABLES_BY_NAME["region"]
 
 
-def run_checks(asset: list[str]) -> dict[str, dg.AssetCheckEvaluation]:
-    """Execute only the checks of one asset (not the asset itself) through Dagster."""
+SEED_DAY = "1998-08-03"
+
+
+def run_partition(keys: list[list[str]], partition: str = SEED_DAY) -> dg.ExecuteInProcessResult:
     d = defs()
-    result = dg.materialize(
-        [*d.assets, *d.asset_checks],
-        resources=d.resources,
-        selection=dg.AssetSelection.checks_for_assets(dg.AssetKey(asset)),
-        raise_on_error=False,
+    return d.resolve_job_def(INCREMENTAL_JOB).execute_in_process(
+        partition_key=partition, asset_selection=[dg.AssetKey(k) for k in keys], raise_on_error=False
     )
-    assert not result.get_asset_materialization_events()
+
+
+def checks_of(result) -> dict[str, dg.AssetCheckEvaluation]:
     return {c.check_name: c for c in result.get_asset_check_evaluations()}
 
 
-def test_raw_count_check_fails_when_oltp_and_raw_diverge(lineage, oltp):
-    assert run_checks(["raw", "region"])["row_count_matches_oltp"].passed
-    with oltp.connect(autocommit=True) as conn:
-        conn.execute("INSERT INTO region VALUES (99, 'ATLANTIS', 'sunk', now())")
+def test_reconciliation_fails_when_the_warehouse_diverges_and_a_rerun_repairs_it(lineage, oltp, clickhouse):
+    local = local_name(REGION, clickhouse.cluster)
+    # same key and version, another value: the last insert wins under FINAL, as a corrupted load would
+    clickhouse.command(
+        f"INSERT INTO warehouse.{local} SELECT r_regionkey, 'TAMPERED', r_comment, updated_at, is_deleted "
+        f"FROM warehouse.{local} FINAL WHERE r_regionkey = 1"
+    )
+    failed = reconcile_check(clickhouse, oltp, REGION, [dt.date(1998, 8, 3)])
+    assert not failed.passed and failed.severity == dg.AssetCheckSeverity.ERROR
+    assert "warehouse.region partition 1998-08-03 differs from the OLTP" in failed.description
+    result = run_partition([["warehouse", "region"]], SEED_DAY)  # re-inserting the day puts the OLTP row last
+    assert result.success and checks_of(result)["reconciles_with_oltp"].passed
+    assert clickhouse.scalar("SELECT r_name FROM warehouse.region FINAL WHERE r_regionkey = 1") == "AMERICA"
+
+
+def test_unique_key_check_fails_when_the_sort_key_does_not_match_the_primary_key(lineage, clickhouse):
+    """FINAL collapses rows by the table's sort key; a table sorted by more than its key keeps duplicates."""
+    probe = Model("probe_dupes", primary_key=("k",), shard_key="k", depends_on=(), description="")
+    clickhouse.command("DROP TABLE IF EXISTS warehouse.probe_dupes SYNC")
+    clickhouse.command(
+        "CREATE TABLE warehouse.probe_dupes (k Int32, v String, updated_at DateTime64(6, 'UTC')) "
+        "ENGINE = ReplacingMergeTree(updated_at) ORDER BY (k, v)"
+    )
     try:
-        check = run_checks(["raw", "region"])["row_count_matches_oltp"]
+        clickhouse.command("INSERT INTO warehouse.probe_dupes VALUES (1, 'a', now()), (1, 'b', now()), (2, 'c', now())")
+        check = unique_check(clickhouse, probe)
         assert not check.passed
-        assert check.description == "region: OLTP has 6 rows, raw has 5"
+        assert check.description == "warehouse.probe_dupes: 1 duplicate key(s) on (k)"
+        clickhouse.command("DELETE FROM warehouse.probe_dupes WHERE v = 'b'")
+        assert unique_check(clickhouse, probe).passed
     finally:
-        with oltp.connect(autocommit=True) as conn:
-            conn.execute("DELETE FROM region WHERE r_regionkey = 99")
+        clickhouse.command("DROP TABLE IF EXISTS warehouse.probe_dupes SYNC")
 
 
-def test_warehouse_checks_fail_on_duplicates_and_recover_on_reload(lineage, resources, clickhouse, object_store):
-    local = local_name(TABLES_BY_NAME["nation"], clickhouse.cluster)
-    clickhouse.command(f"INSERT INTO warehouse.{local} SELECT * FROM warehouse.{local} WHERE n_nationkey < 3")
-    checks = run_checks(["warehouse", "nation"])
-    assert not checks["primary_key_unique"].passed
-    assert checks["primary_key_unique"].description == "warehouse.nation: 3 duplicate row(s) on (n_nationkey)"
-    load_table(clickhouse, object_store, TABLES_BY_NAME["nation"])  # re-materializing repairs it
-    assert all(c.passed for c in run_checks(["warehouse", "nation"]).values())
-
-
-def test_rematerializing_gives_the_same_objects_and_tables(lineage, resources, clickhouse, object_store):
-    keys = [dg.AssetKey([layer, "orders"]) for layer in ("raw", "curated", "warehouse")]
-    before_raw = object_store.list_keys(raw_prefix("orders"))
-    before = clickhouse.rows("SELECT count(), sum(o_totalprice), uniqExact(o_orderkey) FROM warehouse.orders")
-    d = defs()
-    for _ in range(2):
-        result = d.resolve_implicit_global_asset_job_def().execute_in_process(asset_selection=keys)
-        assert result.success
-    after_raw = object_store.list_keys(raw_prefix("orders"))
-    assert len(after_raw) == len(before_raw) and [s for _, s in after_raw] == [s for _, s in before_raw]
-    assert clickhouse.rows("SELECT count(), sum(o_totalprice), uniqExact(o_orderkey) FROM warehouse.orders") == before
+def test_null_keys_in_curated_input_fail_the_check_and_load_nothing(lineage, clickhouse, object_store):
+    day = "1998-09-01"
+    before = clickhouse.rows("SELECT count(), sum(r_regionkey) FROM warehouse.region")
+    stamp = pa.array([dt.datetime(1998, 9, 1, tzinfo=dt.UTC)] * 2, pa.timestamp("us", tz="UTC"))
+    rows = pa.table(
+        {
+            "r_regionkey": pa.array([None, 42], pa.int32()),
+            "r_name": ["NOKEY", "OK"],
+            "r_comment": ["c", "c"],
+            "updated_at": stamp,
+            "is_deleted": pa.array([0, 0], pa.int8()),
+        }
+    )
+    key = f"{curated_prefix('region', day)}part-bad.parquet"
+    pq.write_table(rows, f"{object_store.bucket}/{key}", filesystem=object_store.arrow_fs())
+    try:
+        result = run_partition([["warehouse", "region"]], day)
+    finally:
+        object_store.delete_keys([key])
+    assert not result.success
+    check = checks_of(result)["primary_key_unique_not_null"]
+    assert not check.passed and "column r_regionkey: 1 null key(s)" in check.description
+    assert clickhouse.rows("SELECT count(), sum(r_regionkey) FROM warehouse.region") == before
 
 
 def test_conform_batch_names_table_column_and_partition():
@@ -85,11 +111,11 @@ def test_conform_batch_names_table_column_and_partition():
 @pytest.mark.parametrize(
     ("change", "undo", "message"),
     [
-        ("ADD COLUMN r_extra integer", "DROP COLUMN r_extra", r"schema drift, column\(s\) added \['r_extra'\]"),
+        ("ADD COLUMN r_extra integer", "DROP COLUMN r_extra", "column r_extra: added in the OLTP"),
         (
             "ALTER COLUMN r_comment TYPE bytea USING convert_to(r_comment, 'UTF8')",
             "ALTER COLUMN r_comment TYPE text USING convert_from(r_comment, 'UTF8')",
-            "column r_comment: expected string, got binary",
+            "column r_comment: retyped in the OLTP, catalog text, OLTP bytea",
         ),
     ],
     ids=["column-added", "column-retyped"],
@@ -97,34 +123,40 @@ def test_conform_batch_names_table_column_and_partition():
 def test_schema_drift_in_oltp_fails_the_extract_and_keeps_raw_objects(
     lineage, oltp, object_store, change, undo, message
 ):
-    before = object_store.list_keys(raw_prefix("region"))
+    before = object_store.list_keys(raw_prefix("region", SEED_DAY))
     with oltp.connect(autocommit=True) as conn:
         snapshot = conn.execute("SELECT * FROM region ORDER BY r_regionkey").fetchall()
         conn.execute(f"ALTER TABLE region {change}")
     try:
-        with pytest.raises(SchemaMismatchError, match=f"table region, partition full.*{message}"):
-            extract_table(oltp, object_store, REGION, data_dir() / "duckdb_extensions")
+        with pytest.raises(
+            SchemaMismatchError, match=re.escape(f"partition 1998-08-03: schema drift: table region, {message}")
+        ):
+            extract_days(oltp, object_store, REGION, [dt.date(1998, 8, 3)], data_dir() / "duckdb_extensions")
     finally:
         with oltp.connect(autocommit=True) as conn:
             conn.execute(f"ALTER TABLE region {undo}")
             assert conn.execute("SELECT * FROM region ORDER BY r_regionkey").fetchall() == snapshot
-    assert object_store.list_keys(raw_prefix("region")) == before
+    assert object_store.list_keys(raw_prefix("region", SEED_DAY)) == before
 
 
 def test_bad_curated_parquet_fails_the_load_and_keeps_the_warehouse_table(lineage, clickhouse, object_store):
-    spec = TABLES_BY_NAME["region"]
-    rows_before = clickhouse.scalar("SELECT count() FROM warehouse.region")
-    stamp = pa.array([dt.datetime(2020, 1, 1, tzinfo=dt.UTC)], pa.timestamp("us", tz="UTC"))
-    bad = pa.table({"r_regionkey": ["not-a-number"], "r_name": ["X"], "r_comment": ["c"], "updated_at": stamp})
-    key = f"{curated_prefix('region')}zz-bad.parquet"
+    day = dt.date(1998, 9, 2)
+    rows_before = clickhouse.rows("SELECT count(), sum(r_regionkey) FROM warehouse.region")
+    stamp = pa.array([dt.datetime(1998, 9, 2, tzinfo=dt.UTC)], pa.timestamp("us", tz="UTC"))
+    bad = pa.table(
+        {"r_regionkey": ["not-a-number"], "r_name": ["X"], "r_comment": ["c"], "updated_at": stamp,
+         "is_deleted": pa.array([0], pa.int8())}
+    )  # fmt: skip
+    key = f"{curated_prefix('region', day)}zz-bad.parquet"
     pq.write_table(bad, f"{object_store.bucket}/{key}", filesystem=object_store.arrow_fs())
     try:
-        with pytest.raises(Exception, match="region"):
-            load_table(clickhouse, object_store, spec)
+        with pytest.raises(
+            WarehouseSchemaError, match=re.escape("table region, partition 1998-09-02..1998-09-02, column r_regionkey")
+        ):
+            load_days(clickhouse, object_store, REGION, [day])
     finally:
-        object_store.client().delete_object(Bucket=object_store.bucket, Key=key)
-    assert clickhouse.scalar("SELECT count() FROM warehouse.region") == rows_before
-    assert clickhouse.scalar("SELECT count() FROM system.tables WHERE name LIKE '%staging%'") == 0
+        object_store.delete_keys([key])
+    assert clickhouse.rows("SELECT count(), sum(r_regionkey) FROM warehouse.region") == rows_before
 
 
 def test_warehouse_schema_check_names_table_and_column():

@@ -8,6 +8,7 @@ import dagster as dg
 from dagster_k8s.pipes import build_pod_body
 
 from platform_assets.curated import batch_job
+from platform_assets.partitions import DAILY
 from resources.k8s_batch import K8sBatchResource
 from tests.conftest import REPO
 
@@ -38,7 +39,7 @@ def test_batch_job_reports_its_materialization_through_the_object_store(lineage,
     """The pod's program, run as a subprocess under Pipes with the same S3 message reader the k8s client uses."""
     k8s = K8sBatchResource(object_store=resources["object_store"])
 
-    @dg.asset(key=["curated", "nation"])
+    @dg.asset(key=["curated", "nation"], partitions_def=DAILY)
     def nation_via_pipes(context: dg.AssetExecutionContext, pipes: dg.PipesSubprocessClient):
         return pipes.run(
             context=context, command=[sys.executable, "-m", batch_job.__name__, "nation"], cwd=str(REPO),
@@ -47,11 +48,11 @@ def test_batch_job_reports_its_materialization_through_the_object_store(lineage,
 
     with k8s.process_config_and_initialize_cm() as live:
         client = dg.PipesSubprocessClient(message_reader=live.message_reader())
-        result = dg.materialize([nation_via_pipes], resources={"pipes": client})
+        result = dg.materialize([nation_via_pipes], resources={"pipes": client}, partition_key="1998-08-03")
     assert result.success
     md = result.get_asset_materialization_events()[0].event_specific_data.materialization.metadata
     assert md["dagster/row_count"].value == seeded["nation"]
-    assert md["path"].value == object_store.s3_uri("curated/nation/")
+    assert md["path"].value == object_store.s3_uri("curated/nation/change_date=1998-08-03/")
 
 
 def test_definitions_switch_to_k8s_pipes_with_the_same_asset_keys():

@@ -9,9 +9,10 @@ import time
 
 import dagster as dg
 
-from platform_assets.catalog import MODELS, TABLES, Model, Table
+from platform_assets.catalog import DELETED_COLUMN, MODELS, TABLES, Model, Table
 from platform_assets.curated import transforms as tr
 from platform_assets.metadata import OWNERS, column_schema, describe, node_tags, timing
+from platform_assets.partitions import DAILY, ON_ANY_INPUT_UPDATE, ON_NEW_PARENT, SINGLE_RUN, days_of
 from platform_assets.paths import curated_prefix
 from resources.k8s_batch import K8sBatchResource
 from resources.object_store import ObjectStoreResource
@@ -20,13 +21,12 @@ from resources.spark import SparkResource
 KINDS = {"spark", "s3", "parquet"}
 
 
-def written_metadata(store: ObjectStoreResource, name: str, schema, started: float) -> dict:
+def written_metadata(store: ObjectStoreResource, prefixes: list[str], schema, started: float) -> dict:
     """Metadata of what was just written, from the object store (Parquet footers), not another Spark job."""
-    prefix = curated_prefix(name)
-    rows = store.parquet_rows(prefix)
+    rows = sum(store.parquet_rows(p) for p in prefixes)
     return {
-        **timing(rows, store.prefix_bytes(prefix), time.perf_counter() - started),
-        "path": dg.MetadataValue.path(store.s3_uri(prefix)),
+        **timing(rows, sum(store.prefix_bytes(p) for p in prefixes), time.perf_counter() - started),
+        "path": dg.MetadataValue.path(store.s3_uri(prefixes[0])),
         "dagster/column_schema": column_schema(schema),
     }
 
@@ -35,16 +35,20 @@ def _spec(spec: Table | Model) -> dict:
     if isinstance(spec, Table):
         deps = [dg.AssetKey(["raw", spec.name])]
         text = describe(
-            f"`{spec.name}` typed and deduplicated by Spark: one row per primary key, the latest "
-            f"`{spec.cursor_column}` wins. Written to `curated/{spec.name}/`.",
+            f"`{spec.name}` typed and deduplicated by Spark per change day: one row per primary key and day, the "
+            f"latest `{spec.cursor_column}` wins; deleted keys are kept as rows with `{DELETED_COLUMN} = 1` so the "
+            f"warehouse can drop them. Written to `curated/{spec.name}/change_date=<day>/`.",
             spec,
         )
+        partitioned = {"partitions_def": DAILY, "backfill_policy": SINGLE_RUN, "automation_condition": ON_NEW_PARENT}
     else:
         deps = [dg.AssetKey(["curated", d]) for d in spec.depends_on]
         text = describe(
-            f"Conformed model `{spec.name}`: {spec.description} Built by Spark from "
-            f"{', '.join(f'`{d}`' for d in spec.depends_on)}; key `{', '.join(spec.primary_key)}`."
+            f"Conformed model `{spec.name}`: {spec.description} Built by Spark from the current state of "
+            f"{', '.join(f'`{d}`' for d in spec.depends_on)}; key `{', '.join(spec.primary_key)}`. Rebuilt when "
+            "its inputs change (declarative automation)."
         )
+        partitioned = {"automation_condition": ON_ANY_INPUT_UPDATE}
     return {
         "name": spec.name,
         "key_prefix": "curated",
@@ -53,20 +57,31 @@ def _spec(spec: Table | Model) -> dict:
         "kinds": KINDS,
         "owners": OWNERS,
         "tags": node_tags("vps_2"),
-        "code_version": "1",
+        "code_version": "2",
         "description": text,
+        **partitioned,
     }
 
 
 def curated_asset(spec: Table | Model) -> dg.AssetsDefinition:
     @dg.asset(**_spec(spec))
-    def _curated(spark: SparkResource) -> dg.MaterializeResult:
+    def _curated(context: dg.AssetExecutionContext, spark: SparkResource) -> dg.MaterializeResult:
         started = time.perf_counter()
         store = spark.object_store
-        tr.build(spark.session, store.s3a_uri, spec.name)
-        schema = spark.session.read.parquet(store.s3a_uri(curated_prefix(spec.name))).schema
-        fields = [(f.name, f.dataType.simpleString()) for f in schema.fields]
-        return dg.MaterializeResult(metadata=written_metadata(store, spec.name, fields, started))
+        if isinstance(spec, Table):
+            days = days_of(context)
+            built = tr.build_days(spark.session, store, spec, days)
+            prefixes = [curated_prefix(spec.name, d) for d, has_rows in built.items() if has_rows]
+            fields = [(c.name, c.type) for c in spec.all_columns] + [(DELETED_COLUMN, "int8")]
+            context.log.info(f"curated/{spec.name}: {len(prefixes)} of {len(days)} day(s) had changes")
+            if not prefixes:
+                return dg.MaterializeResult(metadata={**timing(0, 0, time.perf_counter() - started), "days": len(days)})
+        else:
+            tr.build(spark.session, store, spec.name)
+            prefixes = [curated_prefix(spec.name)]
+            schema = spark.session.read.parquet(store.s3a_uri(prefixes[0])).schema
+            fields = [(f.name, f.dataType.simpleString()) for f in schema.fields]
+        return dg.MaterializeResult(metadata=written_metadata(store, prefixes, fields, started))
 
     return _curated
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import sys
 import time
+from datetime import datetime, timedelta
 
 from dagster_pipes import PipesS3MessageWriter, open_dagster_pipes
 
@@ -30,13 +31,20 @@ def main(name: str) -> None:
     ):
         started = time.perf_counter()
         pipes.log.info(f"building curated/{name} with Spark {spark.session.version}")
-        tr.build(spark.session, store.s3a_uri, name)
-        prefix = curated_prefix(name)
+        days = None
+        if pipes.is_partition_step:  # a curated table: the run's change days
+            window = pipes.partition_time_window
+            start, end = datetime.fromisoformat(window["start"]), datetime.fromisoformat(window["end"])
+            days = [(start + timedelta(days=i)).date() for i in range((end - start).days)]
+        tr.build(spark.session, store, name, days)
+        prefixes = [curated_prefix(name, d) for d in days] if days else [curated_prefix(name)]
         seconds = time.perf_counter() - started
         pipes.report_asset_materialization(
             metadata={
-                **timing(store.parquet_rows(prefix), store.prefix_bytes(prefix), seconds),
-                "path": {"raw_value": store.s3_uri(prefix), "type": "path"},
+                **timing(
+                    sum(store.parquet_rows(p) for p in prefixes), sum(store.prefix_bytes(p) for p in prefixes), seconds
+                ),
+                "path": {"raw_value": store.s3_uri(prefixes[0]), "type": "path"},
             }
         )
 

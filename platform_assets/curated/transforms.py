@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import functools
+from datetime import date
 from types import SimpleNamespace
 
 from pyspark.sql import DataFrame, SparkSession
 
-from platform_assets.catalog import AUDIT_COLUMN, MODELS, TABLES_BY_NAME, Table
-from platform_assets.paths import curated_prefix, raw_prefix
+from platform_assets.catalog import AUDIT_COLUMN, DELETED_COLUMN, MODELS, TABLES_BY_NAME, Table, spark_type
+from platform_assets.paths import LANDED, ROWS, TOMBSTONES, curated_prefix, raw_prefix
+
+CHANGE_DATE = "change_date"  # the Hive partition column of curated tables (directory name, not stored in files)
 
 
 def _api(df: DataFrame) -> SimpleNamespace:
@@ -25,12 +29,16 @@ def _api(df: DataFrame) -> SimpleNamespace:
     return SimpleNamespace(F=functions, Window=Window)
 
 
-def latest_per_key(df: DataFrame, table: Table) -> DataFrame:
-    """One row per primary key: the version with the latest ``updated_at`` wins (ties broken deterministically)."""
+def latest_per_key(df: DataFrame, table: Table, within: tuple[str, ...] = ()) -> DataFrame:
+    """One row per primary key (per ``within`` group): the latest ``updated_at`` wins, a live row beats a delete
+    of the same instant, and remaining ties are broken by every column, so the result is deterministic."""
     api = _api(df)
     F, Window = api.F, api.Window
-    order = [F.col(table.cursor_column).desc(), *(F.col(c.name).asc() for c in table.columns)]
-    w = Window.partitionBy(*table.primary_key).orderBy(*order)
+    order = [F.col(table.cursor_column).desc()]
+    if DELETED_COLUMN in df.columns:
+        order.append(F.col(DELETED_COLUMN).asc())
+    order += [F.col(c.name).asc() for c in table.columns]
+    w = Window.partitionBy(*table.primary_key, *within).orderBy(*order)
     return df.withColumn("_rn", F.row_number().over(w)).where("_rn = 1").drop("_rn")
 
 
@@ -67,8 +75,8 @@ def dim_customer(customer: DataFrame, nation: DataFrame, region: DataFrame) -> D
     )
 
 
-def read_parquet(spark: SparkSession, uri: str) -> DataFrame:
-    return spark.read.parquet(uri)
+def read_parquet(spark: SparkSession, uri: str | list[str]) -> DataFrame:
+    return spark.read.parquet(*([uri] if isinstance(uri, str) else uri))
 
 
 def write_parquet(df: DataFrame, uri: str, files: int = 2) -> None:
@@ -76,18 +84,72 @@ def write_parquet(df: DataFrame, uri: str, files: int = 2) -> None:
     df.coalesce(files).write.mode("overwrite").option("compression", "zstd").parquet(uri)
 
 
-def build(spark: SparkSession, s3a_uri, name: str) -> None:
-    """Build one curated table or model: the whole job of a curated asset, wherever Spark runs.
+def changes_of_day(spark: SparkSession, store, table: Table, day: date) -> DataFrame | None:
+    """The raw objects of one day as one frame: rows (extracted and landed) with ``is_deleted = 0`` and
+    tombstones (key + ``updated_at``, other columns null) with ``is_deleted = 1``; None for an empty day."""
+    names = {k: k.rsplit("/", 1)[-1] for k, _ in store.list_keys(raw_prefix(table.name, day)) if k.endswith(".parquet")}
+    rows = [store.s3a_uri(k) for k, n in names.items() if n.startswith((ROWS, LANDED))]
+    tombs = [store.s3a_uri(k) for k, n in names.items() if n.startswith(TOMBSTONES)]
+    frames = []  # (frame, is_deleted)
+    if rows:
+        frames.append((typed(read_parquet(spark, rows), table), 0))
+    if tombs:
+        df = read_parquet(spark, tombs)
+        F = _api(df).F
+        keep = (*table.primary_key, table.cursor_column)
+        cols = [F.col(c.name) if c.name in keep else F.lit(None).cast(spark_type(c.type)) for c in table.all_columns]
+        frames.append((df.select(*cols).toDF(*(c.name for c in table.all_columns)), 1))
+    if not frames:
+        return None
+    F = _api(frames[0][0]).F
+    flagged = [f.withColumn(DELETED_COLUMN, F.lit(flag).cast("tinyint")) for f, flag in frames]
+    out = functools.reduce(lambda a, b: a.unionByName(b), flagged)
+    return out.select(*(c.name for c in table.all_columns), DELETED_COLUMN).withColumn(CHANGE_DATE, F.lit(str(day)))
 
-    ``s3a_uri`` maps an object key to the URI Spark reads (the object store resource's ``s3a_uri``).
+
+def build_days(spark: SparkSession, store, table: Table, days: list[date]) -> dict[date, bool]:
+    """Rebuild ``curated/<table>/change_date=<day>/`` for each day from that day's raw objects, in one Spark job.
+
+    Spark's dynamic partition overwrite replaces exactly the days that have changes; days without any lose their
+    earlier objects, so a re-run or a backfill leaves each day as a single daily run would.
     """
+    per_day = {day: changes_of_day(spark, store, table, day) for day in days}
+    frames = [f for f in per_day.values() if f is not None]
+    if frames:
+        changes = functools.reduce(lambda a, b: a.unionByName(b), frames)
+        (
+            latest_per_key(changes, table, within=(CHANGE_DATE,))
+            .coalesce(2)
+            .write.mode("overwrite")
+            .option("partitionOverwriteMode", "dynamic")
+            .option("compression", "zstd")
+            .partitionBy(CHANGE_DATE)
+            .parquet(store.s3a_uri(curated_prefix(table.name)))
+        )
+    empty = [d for d, f in per_day.items() if f is None]
+    for day in empty:
+        store.delete_keys([k for k, _ in store.list_keys(curated_prefix(table.name, day))])
+    return {d: f is not None for d, f in per_day.items()}
+
+
+def current_state(spark: SparkSession, store, name: str) -> DataFrame:
+    """A curated table as the OLTP has it now: the latest version of each key across all days, deletes dropped."""
+    table = TABLES_BY_NAME[name]
+    changes = read_parquet(spark, store.s3a_uri(curated_prefix(name)))
+    latest = latest_per_key(changes, table)
+    return latest.where(f"{DELETED_COLUMN} = 0").select(*(c.name for c in table.all_columns))
+
+
+def build(spark: SparkSession, store, name: str, days: list[date] | None = None) -> None:
+    """Build one curated table (for ``days``) or conformed model: the whole job of a curated asset, wherever
+    Spark runs. ``store`` is the object store resource (keys, s3a URIs, deletes)."""
     if name in TABLES_BY_NAME:
-        table = TABLES_BY_NAME[name]
-        raw = read_parquet(spark, s3a_uri(raw_prefix(name)))
-        write_parquet(latest_per_key(typed(raw, table), table), s3a_uri(curated_prefix(name)))
+        if not days:
+            raise ValueError(f"curated table {name} is built per change day: give the days to build")
+        build_days(spark, store, TABLES_BY_NAME[name], days)
         return
     model = next((m for m in MODELS if m.name == name), None)
     if model is None:
         raise KeyError(f"{name!r} is neither a catalog table nor a conformed model")
-    inputs = [read_parquet(spark, s3a_uri(curated_prefix(d))) for d in model.depends_on]
-    write_parquet(globals()[name](*inputs), s3a_uri(curated_prefix(name)))
+    inputs = [current_state(spark, store, d) for d in model.depends_on]
+    write_parquet(globals()[name](*inputs), store.s3a_uri(curated_prefix(name)))

@@ -6,6 +6,8 @@ import dagster as dg
 
 from platform_assets.marts.queries import MARTS, SETTINGS, Mart
 from platform_assets.metadata import OWNERS, column_schema, describe, markdown_preview, node_tags, timing, version_of
+from platform_assets.partitions import ON_ANY_INPUT_UPDATE
+from platform_assets.warehouse.assets import FRESHNESS
 from resources.clickhouse import ClickHouseResource
 
 DATABASE = "marts"
@@ -32,6 +34,8 @@ def mart_asset(mart: Mart) -> dg.AssetsDefinition:
             f"**{mart.title}** — table `{DATABASE}.{mart.name}`.", extra=f"```sql\n{mart.sql.strip()}\n```"
         ),
         metadata={"dagster/table_name": f"{DATABASE}.{mart.name}"},
+        automation_condition=ON_ANY_INPUT_UPDATE,
+        freshness_policy=FRESHNESS,
     )
     def _mart(clickhouse: ClickHouseResource) -> dg.MaterializeResult:
         started = time.perf_counter()
@@ -55,4 +59,33 @@ def mart_asset(mart: Mart) -> dg.AssetsDefinition:
 
 mart_assets = [mart_asset(m) for m in MARTS]
 
-defs = dg.Definitions(assets=mart_assets)
+
+def up_to_date_check(mart: Mart) -> dg.AssetChecksDefinition:
+    key = dg.AssetKey(["marts", mart.name])
+    inputs = [dg.AssetKey(["warehouse", d]) for d in mart.depends_on]
+
+    @dg.asset_check(
+        asset=key,
+        name="up_to_date_with_warehouse",
+        description="Fails when a warehouse table the mart reads was loaded after the mart was last built (stale).",
+    )
+    def _fresh(context: dg.AssetCheckExecutionContext) -> dg.AssetCheckResult:
+        def latest(k: dg.AssetKey) -> float | None:
+            event = context.instance.get_latest_materialization_event(k)
+            return event.timestamp if event else None
+
+        built = latest(key)
+        newer = [k.to_user_string() for k in inputs if (t := latest(k)) is not None and (built is None or t > built)]
+        return dg.AssetCheckResult(
+            passed=not newer,
+            severity=dg.AssetCheckSeverity.ERROR,
+            description=f"{DATABASE}.{mart.name} is older than {', '.join(newer)}" if newer else None,
+            metadata={"stale_inputs": len(newer)},
+        )
+
+    return _fresh
+
+
+mart_freshness_checks = [up_to_date_check(m) for m in MARTS]
+
+defs = dg.Definitions(assets=mart_assets, asset_checks=mart_freshness_checks)

@@ -1,71 +1,131 @@
-"""Raw layer: each OLTP table extracted to Parquet in the object store, exact types, bounded memory."""
+"""Raw layer: each OLTP table's daily changes extracted to Parquet in the object store, exact types, bounded memory."""
+
+import time
 
 import dagster as dg
 
-from platform_assets.catalog import TABLES, Table
+from platform_assets.catalog import AUDIT_COLUMN, TABLES, Table
 from platform_assets.metadata import OWNERS, catalog_columns, column_schema, describe, node_tags, timing
-from platform_assets.paths import raw_prefix
-from platform_assets.raw.extract import extract_table
+from platform_assets.partitions import DAILY, SINGLE_RUN, day_bounds, days_of
+from platform_assets.paths import ROWS, raw_prefix
+from platform_assets.raw.extract import SchemaMismatchError, extract_days, schema_drift
+from platform_assets.raw.landing import LANDING_TAG, LandedFile, ingest, parse_landing_key
 from resources.object_store import ObjectStoreResource
 from resources.oltp_postgres import OltpPostgresResource
 from resources.settings import data_dir
 
+SCHEMA_CHECK = "schema_matches_catalog"
+COUNT_CHECK = "row_count_matches_oltp"
+
 
 def raw_asset(table: Table) -> dg.AssetsDefinition:
+    key = dg.AssetKey(["raw", table.name])
+
     @dg.asset(
-        name=table.name,
-        key_prefix="raw",
+        key=key,
         deps=[dg.AssetKey(["oltp", table.name])],
+        partitions_def=DAILY,
+        backfill_policy=SINGLE_RUN,
         group_name="raw",
         kinds={"postgres", "s3", "parquet"},
         owners=OWNERS,
         tags=node_tags("vps_1"),
-        code_version="1",
+        code_version="2",
         description=describe(
-            f"`{table.name}` copied from the OLTP database to `raw/{table.name}/` as Parquet (zstd), "
-            "streamed in bounded Arrow batches; decimals stay decimal128.",
+            f"Daily changes of `{table.name}`: the rows whose `{table.cursor_column}` falls on the partition's day "
+            f"(`raw/{table.name}/<day>/part-*`) and the keys deleted that day (`deleted-*`), as Parquet (zstd), "
+            "streamed in bounded Arrow batches. Re-running a day replaces its objects.",
             table,
         ),
         metadata={"dagster/column_schema": column_schema(catalog_columns(table))},
+        check_specs=[
+            dg.AssetCheckSpec(
+                SCHEMA_CHECK,
+                asset=key,
+                blocking=True,
+                description="The OLTP table has exactly the catalog's columns and types (drift stops the load).",
+            ),
+            dg.AssetCheckSpec(COUNT_CHECK, asset=key, description="Rows extracted per day equal the OLTP's rows."),
+        ],
     )
-    def _raw(
-        context: dg.AssetExecutionContext, oltp: OltpPostgresResource, object_store: ObjectStoreResource
-    ) -> dg.MaterializeResult:
-        result = extract_table(oltp, object_store, table, data_dir() / "duckdb_extensions")
-        context.log.info(f"{table.name}: {result.rows} rows in {len(result.files)} file(s), {result.seconds:.2f} s")
-        return dg.MaterializeResult(
+    def _raw(context: dg.AssetExecutionContext, oltp: OltpPostgresResource, object_store: ObjectStoreResource):
+        days = days_of(context)
+        span = f"{days[0]}..{days[-1]}" if len(days) > 1 else str(days[0])
+        landing = context.run.tags.get(LANDING_TAG)
+        try:
+            if landing:  # a run for files dropped under landing/: ingest them instead of reading the OLTP
+                yield from _ingest_landed(context, object_store, [parse_landing_key(k) for k in landing.split(",")])
+                return
+            drift = schema_drift(oltp, table)
+            if drift:
+                raise SchemaMismatchError("; ".join(drift))
+        except SchemaMismatchError as exc:
+            # record the failed check, then stop: nothing is written, what was loaded stays as it is
+            yield dg.AssetCheckResult(
+                check_name=SCHEMA_CHECK, passed=False, severity=dg.AssetCheckSeverity.ERROR, description=str(exc)
+            )
+            raise dg.Failure(f"raw/{table.name} partition {span}: {exc}") from None
+        result = extract_days(oltp, object_store, table, days, data_dir() / "duckdb_extensions")
+        context.log.info(
+            f"{table.name} {span}: {result.rows} rows, {result.deleted} deletes "
+            f"in {len(result.files)} file(s), {result.seconds:.2f} s"
+        )
+        with oltp.connect() as conn:
+            lo, hi = day_bounds(days[0])[0], day_bounds(days[-1])[1]
+            source = conn.execute(
+                f"SELECT count(*) FROM {table.name} WHERE {AUDIT_COLUMN} >= %s AND {AUDIT_COLUMN} < %s", (lo, hi)
+            ).fetchone()[0]
+        extracted = sum(object_store.parquet_rows(raw_prefix(table.name, d), ROWS) for d in days)
+        yield dg.MaterializeResult(
             metadata={
                 **timing(result.rows, result.bytes, result.seconds),
-                "path": dg.MetadataValue.path(object_store.s3_uri(raw_prefix(table.name))),
+                "deleted_keys": result.deleted,
+                "days": len(days),
+                "path": dg.MetadataValue.path(object_store.s3_uri(raw_prefix(table.name, days[0]))),
                 "files": len(result.files),
                 "dagster/column_schema": column_schema(catalog_columns(table)),
-            }
+            },
+            check_results=[
+                dg.AssetCheckResult(check_name=SCHEMA_CHECK, passed=True),
+                dg.AssetCheckResult(
+                    check_name=COUNT_CHECK,
+                    passed=source == extracted,
+                    severity=dg.AssetCheckSeverity.ERROR,
+                    description=None
+                    if source == extracted
+                    else f"{table.name} {span}: OLTP has {source} changed rows, raw has {extracted}",
+                    metadata={"oltp_rows": source, "raw_rows": extracted},
+                ),
+            ],
+        )
+
+    def _ingest_landed(context: dg.AssetExecutionContext, store: ObjectStoreResource, files: list[LandedFile]):
+        started = time.perf_counter()
+        days = set(days_of(context))
+        mine = [f for f in files if f.table.name == table.name and f.day in days]
+        written = [ingest(store, f) for f in mine]
+        rows = sum(n for _, n in written)
+        stored = sum(store.parquet_rows(key) for key, _ in written)
+        context.log.info(f"{table.name}: ingested {len(mine)} landed file(s), {rows} rows")
+        yield dg.MaterializeResult(
+            metadata={
+                **timing(rows, sum(store.prefix_bytes(k) for k, _ in written), time.perf_counter() - started),
+                "landed_files": dg.MetadataValue.json([f.key for f in mine]),
+            },
+            check_results=[
+                dg.AssetCheckResult(check_name=SCHEMA_CHECK, passed=True, description="landed files match the catalog"),
+                dg.AssetCheckResult(
+                    check_name=COUNT_CHECK,
+                    passed=stored == rows,
+                    description=f"{rows} landed row(s) read, {stored} stored (landed data is not in the OLTP)",
+                    metadata={"landed_rows": rows, "raw_rows": stored},
+                ),
+            ],
         )
 
     return _raw
 
 
-def raw_row_count_check(table: Table) -> dg.AssetChecksDefinition:
-    @dg.asset_check(
-        asset=dg.AssetKey(["raw", table.name]),
-        name="row_count_matches_oltp",
-        description=f"Rows in raw/{table.name} equal rows in the OLTP table.",
-    )
-    def _check(oltp: OltpPostgresResource, object_store: ObjectStoreResource) -> dg.AssetCheckResult:
-        with oltp.connect() as conn:
-            source = conn.execute(f"SELECT count(*) FROM {table.name}").fetchone()[0]
-        raw = object_store.parquet_rows(raw_prefix(table.name))
-        return dg.AssetCheckResult(
-            passed=source == raw,
-            severity=dg.AssetCheckSeverity.ERROR,
-            description=None if source == raw else f"{table.name}: OLTP has {source} rows, raw has {raw}",
-            metadata={"oltp_rows": source, "raw_rows": raw},
-        )
-
-    return _check
-
-
 raw_assets = [raw_asset(t) for t in TABLES]
-raw_checks = [raw_row_count_check(t) for t in TABLES]
 
-defs = dg.Definitions(assets=raw_assets, asset_checks=raw_checks)
+defs = dg.Definitions(assets=raw_assets)

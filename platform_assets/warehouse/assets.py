@@ -1,59 +1,231 @@
-"""Warehouse layer (ClickHouse on vps_3): one table per curated table/model, loaded by ClickHouse itself."""
+"""Warehouse layer (ClickHouse on vps_3): one table per curated table/model, loaded by ClickHouse itself.
+
+Catalog tables take their curated changes day by day (upserts by primary key with ``updated_at`` as the version,
+deletes as markers); conformed models are rebuilt whole when their inputs change.
+"""
+
+from datetime import UTC, date, timedelta
 
 import dagster as dg
 
-from platform_assets.catalog import WAREHOUSE_TABLES, Model, Table
+from platform_assets.catalog import MODELS, TABLES, TABLES_BY_NAME, Model, Table
 from platform_assets.metadata import OWNERS, column_schema, describe, node_tags, timing
+from platform_assets.partitions import DAILY, ON_ANY_INPUT_UPDATE, ON_NEW_PARENT, SINGLE_RUN, days_of
 from platform_assets.paths import curated_prefix
-from platform_assets.warehouse.load import DATABASE, engine, load_table, source
+from platform_assets.warehouse import reconcile as rc
+from platform_assets.warehouse.load import (
+    DATABASE,
+    days_source,
+    engine,
+    ensure_table,
+    load_days,
+    load_table,
+    null_keys,
+    source,
+)
 from resources.clickhouse import ClickHouseResource
 from resources.object_store import ObjectStoreResource
+from resources.oltp_postgres import OltpPostgresResource
+
+# A warehouse table or mart not refreshed for a day is late; two days, failed.
+FRESHNESS = dg.FreshnessPolicy.time_window(fail_window=timedelta(hours=48), warn_window=timedelta(hours=24))
+
+RECONCILE = "reconciles_with_oltp"
+UNIQUE = "primary_key_unique_not_null"
+REFERENCES = "references_exist"
 
 
-def warehouse_asset(spec: Table | Model) -> dg.AssetsDefinition:
-    @dg.asset(
-        name=spec.name,
-        key_prefix="warehouse",
-        deps=[dg.AssetKey(["curated", spec.name])],
-        group_name="warehouse",
-        kinds={"clickhouse", "s3"},
-        owners=OWNERS,
-        tags=node_tags("vps_3"),
-        code_version="1",
-        description=describe(
-            f"ClickHouse table `{DATABASE}.{spec.name}` ({engine(spec)}), loaded by ClickHouse from "
-            f"`{curated_prefix(spec.name)}` with `s3()` and swapped in atomically. {spec.description}",
-            spec if isinstance(spec, Table) else None,
+def _common(spec: Table | Model) -> dict:
+    return {
+        "key": dg.AssetKey(["warehouse", spec.name]),
+        "deps": [dg.AssetKey(["curated", spec.name])],
+        "group_name": "warehouse",
+        "kinds": {"clickhouse", "s3"},
+        "owners": OWNERS,
+        "tags": node_tags("vps_3"),
+        "metadata": {"dagster/table_name": f"{DATABASE}.{spec.name}"},
+        "freshness_policy": FRESHNESS,
+    }
+
+
+def _result_metadata(result) -> dict:
+    return {
+        **timing(result.rows, result.bytes, result.seconds),
+        "dagster/table_name": result.table,
+        "dagster/column_schema": column_schema(result.columns),
+    }
+
+
+# --- catalog tables: daily upserts -------------------------------------------------------------------------------
+def unique_check(
+    ch: ClickHouseResource, spec: Table | Model, null: dict[str, int] | None = None
+) -> dg.AssetCheckResult:
+    """What queries see has one row per primary key; ``null`` are null keys found in the input (never loaded)."""
+    pk = ", ".join(spec.primary_key)
+    live = " WHERE is_deleted = 0" if isinstance(spec, Table) else ""
+    rows, keys = ch.rows(f"SELECT count(), uniqExact({pk}) FROM {DATABASE}.{spec.name} FINAL{live}")[0]
+    null = null or {}
+    problems = [f"{rows - keys} duplicate key(s) on ({pk})"] if rows != keys else []
+    problems += [f"column {k}: {n} null key(s) in the curated input, not loaded" for k, n in null.items()]
+    return dg.AssetCheckResult(
+        check_name=UNIQUE,
+        passed=not problems,
+        severity=dg.AssetCheckSeverity.ERROR,
+        description=f"{DATABASE}.{spec.name}: " + "; ".join(problems) if problems else None,
+        metadata={"rows": int(rows), "distinct_keys": int(keys), "null_keys": sum(null.values())},
+    )
+
+
+def references_check(table: Table) -> dg.AssetChecksDefinition:
+    """Every foreign key points at a live row of its parent (lineitem → orders → customer → nation → region).
+
+    The check depends on the parents' warehouse assets, so in a run that loads both it waits for the parent.
+    """
+    parents = sorted({fk.references for fk in table.foreign_keys})
+
+    @dg.asset_check(
+        asset=dg.AssetKey(["warehouse", table.name]),
+        name=REFERENCES,
+        additional_deps=[dg.AssetKey(["warehouse", p]) for p in parents],
+        description=f"Foreign keys resolve to live rows of {', '.join(parents)}.",
+    )
+    def _references(clickhouse: ClickHouseResource) -> dg.AssetCheckResult:
+        orphans: dict[str, int] = {}
+        missing = [p for p in parents if not clickhouse.columns(DATABASE, p)]
+        for fk in table.foreign_keys:
+            if fk.references in missing:
+                continue
+            child, parent = ", ".join(fk.columns), ", ".join(fk.ref_columns)
+            n = clickhouse.scalar(
+                f"SELECT count() FROM {DATABASE}.{table.name} WHERE is_deleted = 0 AND ({child}) NOT IN "
+                f"(SELECT {parent} FROM {DATABASE}.{fk.references} WHERE is_deleted = 0) "
+                "SETTINGS final = 1, distributed_product_mode = 'global'"
+            )
+            orphans[f"{table.name}({child}) → {fk.references}({parent})"] = int(n)
+        problems = [f"{k}: {v} orphan row(s)" for k, v in orphans.items() if v]
+        problems += [f"parent table {DATABASE}.{p} not loaded" for p in missing]
+        return dg.AssetCheckResult(
+            passed=not problems,
+            severity=dg.AssetCheckSeverity.WARN,
+            description="; ".join(problems) or None,
+            metadata=dict(orphans),
+        )
+
+    return _references
+
+
+def reconcile_check(ch: ClickHouseResource, oltp: OltpPostgresResource, table: Table, days) -> dg.AssetCheckResult:
+    """Rows changed on each day of the run: OLTP and warehouse agree on count and per-column sums.
+
+    A difference while the OLTP already holds later changes (later days not loaded yet) is a warning; with the
+    warehouse caught up it is an error.
+    """
+    mismatched = []
+    for day in days:
+        want, got = rc.oltp_fingerprint(oltp, table, [day]), rc.warehouse_fingerprint(ch, table, [day])
+        if want != got:
+            mismatched.append(f"{day}: OLTP {int(want[0])} rows, warehouse {int(got[0])}")
+    oltp_latest = rc.oltp_latest_change(oltp, table)
+    loaded = rc.warehouse_latest_change(ch, table)
+    pending = oltp_latest is not None and (loaded is None or oltp_latest > loaded)
+    span = f"{days[0]}..{days[-1]}" if len(days) > 1 else str(days[0])
+    return dg.AssetCheckResult(
+        check_name=RECONCILE,
+        passed=not mismatched,
+        severity=dg.AssetCheckSeverity.WARN if pending else dg.AssetCheckSeverity.ERROR,
+        description=None
+        if not mismatched
+        else f"{DATABASE}.{table.name} partition {span} differs from the OLTP ("
+        + "; ".join(mismatched[:5])
+        + (")" if not pending else "); the OLTP has later changes not loaded yet"),
+        metadata={"days": len(days), "mismatched_days": len(mismatched)},
+    )
+
+
+def warehouse_table_asset(table: Table) -> dg.AssetsDefinition:
+    key = dg.AssetKey(["warehouse", table.name])
+    checks = [
+        dg.AssetCheckSpec(
+            UNIQUE, asset=key, blocking=True, description="One row per primary key, no empty key (as queries see it)."
         ),
-        metadata={"dagster/table_name": f"{DATABASE}.{spec.name}"},
+        dg.AssetCheckSpec(
+            RECONCILE,
+            asset=key,
+            description="Per partition: rows changed that day in the OLTP equal the warehouse's (count + column sums).",
+        ),
+    ]
+
+    @dg.asset(
+        **_common(table),
+        partitions_def=DAILY,
+        backfill_policy=SINGLE_RUN,
+        automation_condition=ON_NEW_PARENT,
+        code_version="2",
+        check_specs=checks,
+        description=describe(
+            f"ClickHouse table `{DATABASE}.{table.name}` ({engine(table)}): each day's curated changes from "
+            f"`{curated_prefix(table.name)}change_date=<day>/` are inserted by ClickHouse with `s3()`. Every row "
+            "carries its version and delete marker, so re-running a day changes nothing queries see; read it "
+            f"with `FINAL`. {table.description}",
+            table,
+        ),
     )
     def _warehouse(
-        context: dg.AssetExecutionContext, clickhouse: ClickHouseResource, object_store: ObjectStoreResource
-    ) -> dg.MaterializeResult:
-        result = load_table(clickhouse, object_store, spec)
-        context.log.info(f"{result.table}: {result.rows} rows in {result.seconds:.2f} s")
-        return dg.MaterializeResult(
-            metadata={
-                **timing(result.rows, result.bytes, result.seconds),
-                "dagster/table_name": result.table,
-                "dagster/column_schema": column_schema(result.columns),
-            }
+        context: dg.AssetExecutionContext,
+        clickhouse: ClickHouseResource,
+        object_store: ObjectStoreResource,
+        oltp: OltpPostgresResource,
+    ):
+        days = days_of(context)
+        src, present = days_source(object_store, table, days)
+        null = null_keys(clickhouse, src, table) if src else {}
+        if null:  # a key-less row cannot be upserted: record the failed check and load nothing
+            ensure_table(clickhouse, table)
+            yield unique_check(clickhouse, table, null)
+            raise dg.Failure(f"warehouse/{table.name} partition {present[0]}..{present[-1]}: null primary key {null}")
+        result = load_days(clickhouse, object_store, table, days)
+        context.log.info(f"{result.table} {days[0]}..{days[-1]}: {result.rows} changed rows in {result.seconds:.2f} s")
+        yield dg.MaterializeResult(
+            metadata={**_result_metadata(result), "days": len(days)},
+            check_results=[unique_check(clickhouse, table), reconcile_check(clickhouse, oltp, table, days)],
         )
 
     return _warehouse
 
 
-def warehouse_checks(spec: Table | Model) -> list[dg.AssetChecksDefinition]:
-    key = dg.AssetKey(["warehouse", spec.name])
-    table = f"{DATABASE}.{spec.name}"
+# --- conformed models: rebuilt whole -----------------------------------------------------------------------------
+def warehouse_model_asset(model: Model) -> dg.AssetsDefinition:
+    key = dg.AssetKey(["warehouse", model.name])
 
+    @dg.asset(
+        **_common(model),
+        automation_condition=ON_ANY_INPUT_UPDATE,
+        code_version="1",
+        check_specs=[dg.AssetCheckSpec(UNIQUE, asset=key, blocking=True, description="One row per primary key.")],
+        description=describe(
+            f"ClickHouse table `{DATABASE}.{model.name}` ({engine(model)}), loaded by ClickHouse from "
+            f"`{curated_prefix(model.name)}` with `s3()` and swapped in atomically. {model.description}"
+        ),
+    )
+    def _warehouse(
+        context: dg.AssetExecutionContext, clickhouse: ClickHouseResource, object_store: ObjectStoreResource
+    ):
+        result = load_table(clickhouse, object_store, model)
+        context.log.info(f"{result.table}: {result.rows} rows in {result.seconds:.2f} s")
+        return dg.MaterializeResult(metadata=_result_metadata(result), check_results=[unique_check(clickhouse, model)])
+
+    return _warehouse
+
+
+def model_count_check(model: Model) -> dg.AssetChecksDefinition:
     @dg.asset_check(
-        asset=key,
+        asset=dg.AssetKey(["warehouse", model.name]),
         name="row_count_matches_curated",
         description="Rows in the ClickHouse table equal rows in the curated Parquet it was loaded from.",
     )
     def _count(clickhouse: ClickHouseResource, object_store: ObjectStoreResource) -> dg.AssetCheckResult:
-        curated = int(clickhouse.scalar(f"SELECT count() FROM {source(object_store, spec.name)}"))
+        table = f"{DATABASE}.{model.name}"
+        curated = int(clickhouse.scalar(f"SELECT count() FROM {source(object_store, model.name)}"))
         loaded = int(clickhouse.scalar(f"SELECT count() FROM {table} FINAL"))
         return dg.AssetCheckResult(
             passed=curated == loaded,
@@ -61,25 +233,45 @@ def warehouse_checks(spec: Table | Model) -> list[dg.AssetChecksDefinition]:
             metadata={"curated_rows": curated, "warehouse_rows": loaded},
         )
 
+    return _count
+
+
+# --- freshness: the warehouse holds every change day the OLTP has ------------------------------------------------
+def _day(ts) -> date:
+    return ts.astimezone(UTC).date()
+
+
+def in_step_check(table: Table) -> dg.AssetChecksDefinition:
     @dg.asset_check(
-        asset=key,
-        name="primary_key_unique",
-        blocking=True,
-        description=f"No two rows share the primary key ({', '.join(spec.primary_key)}).",
+        asset=dg.AssetKey(["warehouse", table.name]),
+        name="in_step_with_oltp",
+        description="Fails when the OLTP holds changes of a day the warehouse has not loaded (stale data).",
     )
-    def _unique(clickhouse: ClickHouseResource) -> dg.AssetCheckResult:
-        pk = ", ".join(spec.primary_key)
-        rows, keys = clickhouse.rows(f"SELECT count(), uniqExact({pk}) FROM {table}")[0]
+    def _fresh(clickhouse: ClickHouseResource, oltp: OltpPostgresResource) -> dg.AssetCheckResult:
+        source_latest = rc.oltp_latest_change(oltp, TABLES_BY_NAME[table.name])
+        loaded = rc.warehouse_latest_change(clickhouse, table) if clickhouse.columns(DATABASE, table.name) else None
+        behind = 0
+        if source_latest is not None:
+            behind = (_day(source_latest) - _day(loaded)).days if loaded is not None else 1
         return dg.AssetCheckResult(
-            passed=rows == keys,
-            description=None if rows == keys else f"{table}: {rows - keys} duplicate row(s) on ({pk})",
-            metadata={"rows": int(rows), "distinct_keys": int(keys)},
+            passed=behind <= 0,
+            severity=dg.AssetCheckSeverity.ERROR,
+            description=None
+            if behind <= 0
+            else f"{DATABASE}.{table.name} is {behind} change day(s) behind the OLTP "
+            f"(latest OLTP change {source_latest}, loaded up to {loaded})",
+            metadata={"oltp_latest": str(source_latest), "warehouse_latest": str(loaded), "days_behind": behind},
         )
 
-    return [_count, _unique]
+    return _fresh
 
 
-warehouse_assets = [warehouse_asset(s) for s in WAREHOUSE_TABLES]
-warehouse_asset_checks = [c for s in WAREHOUSE_TABLES for c in warehouse_checks(s)]
+warehouse_assets = [*(warehouse_table_asset(t) for t in TABLES), *(warehouse_model_asset(m) for m in MODELS)]
+freshness_checks = [in_step_check(t) for t in TABLES]
+warehouse_asset_checks = [
+    *(model_count_check(m) for m in MODELS),
+    *(references_check(t) for t in TABLES if t.foreign_keys),
+    *freshness_checks,
+]
 
 defs = dg.Definitions(assets=warehouse_assets, asset_checks=warehouse_asset_checks)

@@ -14,14 +14,18 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from datetime import date
 
-from platform_assets.catalog import AUDIT_COLUMN, Model, Table, clickhouse_type
+from platform_assets.catalog import AUDIT_COLUMN, DELETED_COLUMN, Model, Table, clickhouse_type
 from platform_assets.paths import curated_prefix
 from resources.clickhouse import ClickHouseResource
 from resources.object_store import ObjectStoreResource
 
 DATABASE = "warehouse"
-INFER = "schema_inference_make_columns_nullable = 0, input_format_parquet_allow_missing_columns = 0"
+INFER = (
+    "schema_inference_make_columns_nullable = 0, input_format_parquet_allow_missing_columns = 0, "
+    "use_hive_partitioning = 0"
+)
 
 
 class WarehouseSchemaError(ValueError):
@@ -42,7 +46,16 @@ def source(store: ObjectStoreResource, name: str) -> str:
 
 
 def engine(spec: Table | Model) -> str:
+    """Tables keep every version and delete marker; merges and ``FINAL`` keep the latest version per key and drop
+    keys whose latest version is a delete. Models are rebuilt whole, so they need no delete marker."""
+    if isinstance(spec, Table):
+        return f"ReplacingMergeTree({AUDIT_COLUMN}, {DELETED_COLUMN}) ORDER BY ({', '.join(spec.sort_key)})"
     return f"ReplacingMergeTree({AUDIT_COLUMN}) ORDER BY ({', '.join(spec.sort_key)})"
+
+
+def table_columns(table: Table) -> list[tuple[str, str]]:
+    """The warehouse columns of a catalog table: the catalog's, plus the delete marker."""
+    return [(c.name, clickhouse_type(c.type)) for c in table.all_columns] + [(DELETED_COLUMN, "UInt8")]
 
 
 def local_name(spec: Table | Model, cluster: str | None) -> str:
@@ -63,25 +76,27 @@ def distributed_sql(spec: Table | Model, cluster: str, local: str, table: str, o
     )
 
 
-def check_schema(spec: Table | Model, actual: list[tuple[str, str]]) -> None:
+def check_schema(spec: Table | Model, actual: list[tuple[str, str]], where: str = "") -> None:
     """Base tables must arrive with exactly the catalog's ClickHouse types (models are Spark-defined)."""
     if not isinstance(spec, Table):
         return
-    expected = [(c.name, clickhouse_type(c.type)) for c in spec.all_columns]
+    expected = [(c.name, clickhouse_type(c.type)) for c in spec.all_columns] + [(DELETED_COLUMN, "Int8")]
     got = dict(actual)
     for name, typ in expected:
         if name not in got:
-            raise WarehouseSchemaError(f"table {spec.name}, column {name}: missing in curated Parquet")
+            raise WarehouseSchemaError(f"table {spec.name}{where}, column {name}: missing in curated Parquet")
         if got[name] != typ:
-            raise WarehouseSchemaError(f"table {spec.name}, column {name}: expected {typ}, got {got[name]}")
+            raise WarehouseSchemaError(f"table {spec.name}{where}, column {name}: expected {typ}, got {got[name]}")
     extra = [n for n, _ in actual if n not in dict(expected)]
     if extra:
-        raise WarehouseSchemaError(f"table {spec.name}: unexpected column(s) {extra} in curated Parquet")
+        raise WarehouseSchemaError(f"table {spec.name}{where}: unexpected column(s) {extra} in curated Parquet")
 
 
-def source_columns(ch: ClickHouseResource, store: ObjectStoreResource, spec: Table | Model) -> list[tuple[str, str]]:
+def source_columns(
+    ch: ClickHouseResource, store: ObjectStoreResource, spec: Table | Model, src: str | None = None
+) -> list[tuple[str, str]]:
     try:
-        rows = ch.rows(f"DESCRIBE TABLE {source(store, spec.name)} SETTINGS {INFER}")
+        rows = ch.rows(f"DESCRIBE TABLE {src or source(store, spec.name)} SETTINGS {INFER}")
     except Exception as exc:
         raise WarehouseSchemaError(f"table {spec.name}: cannot read {curated_prefix(spec.name)}: {exc}") from None
     return [(r[0], r[1]) for r in rows]
@@ -112,3 +127,76 @@ def load_table(ch: ClickHouseResource, store: ObjectStoreResource, spec: Table |
     return LoadResult(
         f"{DATABASE}.{spec.name}", rows, size, ch.columns(DATABASE, spec.name), time.perf_counter() - started
     )
+
+
+def ensure_table(ch: ClickHouseResource, table: Table) -> str:
+    """Create the table (per shard, plus its Distributed table) once; an existing one must match the catalog.
+
+    Returns the table to insert into (the Distributed table with a cluster).
+    """
+    cluster, oc = ch.cluster, ch.on_cluster()
+    local = local_name(table, cluster)
+    expected = table_columns(table)
+    existing = ch.columns(DATABASE, local)
+    if existing and existing != expected:
+        diff = [f"{n} {t}" for n, t in expected if (n, t) not in existing] or [f"{n} {t}" for n, t in existing]
+        raise WarehouseSchemaError(
+            f"table {DATABASE}.{local}: columns differ from the catalog ({', '.join(diff)}); "
+            "drop it and backfill to rebuild"
+        )
+    ch.command(f"CREATE DATABASE IF NOT EXISTS {DATABASE}{oc}")
+    if not existing:
+        ch.command(
+            create_sql(f"{DATABASE}.{local}", expected, engine(table), oc).replace(
+                "CREATE TABLE", "CREATE TABLE IF NOT EXISTS", 1
+            )
+        )
+    if cluster:
+        ch.command(distributed_sql(table, cluster, local, table.name, oc))
+    return f"{DATABASE}.{table.name}"
+
+
+def days_source(store: ObjectStoreResource, table: Table, days: list[date]) -> tuple[str | None, list[date]]:
+    """``s3()`` over the curated objects of the days that have any, and those days (None if no day has)."""
+    present = [
+        d for d in days if any(k.endswith(".parquet") for k, _ in store.list_keys(curated_prefix(table.name, d)))
+    ]
+    if not present:
+        return None, []
+    glob = curated_prefix(table.name) + "change_date={" + ",".join(str(d) for d in present) + "}/*.parquet"
+    return store.clickhouse_s3(glob), present
+
+
+def null_keys(ch: ClickHouseResource, src: str, table: Table) -> dict[str, int]:
+    """Null primary-key values per column in curated Parquet (read as nullable; a null key cannot be upserted)."""
+    counts = ", ".join(f"countIf(isNull(`{k}`))" for k in table.primary_key)
+    row = ch.rows(
+        f"SELECT {counts} FROM {src} SETTINGS schema_inference_make_columns_nullable = 1, use_hive_partitioning = 0"
+    )[0]
+    return {k: int(n) for k, n in zip(table.primary_key, row, strict=True) if n}
+
+
+def load_days(ch: ClickHouseResource, store: ObjectStoreResource, table: Table, days: list[date]) -> LoadResult:
+    """Upsert the curated changes of ``days`` into the table: one ``INSERT … SELECT FROM s3()`` for all of them.
+
+    Every row carries its version (``updated_at``) and delete marker, so inserting a day again adds nothing a query
+    can see: ``FINAL`` (and background merges) keep one row per key, the latest, and drop deleted keys.
+    """
+    started = time.perf_counter()
+    target = ensure_table(ch, table)
+    present = [
+        d for d in days if any(k.endswith(".parquet") for k, _ in store.list_keys(curated_prefix(table.name, d)))
+    ]
+    rows = 0
+    if present:
+        glob = curated_prefix(table.name) + "change_date={" + ",".join(str(d) for d in present) + "}/*.parquet"
+        src = store.clickhouse_s3(glob)
+        where = f", partition {present[0]}..{present[-1]}"
+        check_schema(table, source_columns(ch, store, table, src), where)
+        cols = ", ".join(f"`{n}`" for n, _ in table_columns(table))
+        select = ", ".join(f"`{c.name}`" for c in table.all_columns) + f", toUInt8(`{DELETED_COLUMN}`)"
+        settings = f"{INFER}, distributed_foreground_insert = 1"
+        rows = int(ch.scalar(f"SELECT count() FROM {src} SETTINGS {INFER}"))
+        ch.command(f"INSERT INTO {target} ({cols}) SELECT {select} FROM {src} SETTINGS {settings}")
+    stats = ch.table_stats(DATABASE, local_name(table, ch.cluster))
+    return LoadResult(target, rows, stats[1], ch.columns(DATABASE, table.name), time.perf_counter() - started)

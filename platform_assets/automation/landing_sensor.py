@@ -1,0 +1,68 @@
+"""Sensor on the object store: files dropped under ``landing/<table>/<day>/`` are ingested once.
+
+Each new object (key + ETag, so a re-upload under the same key counts as new) is requested once, in a run of the
+same raw → curated → warehouse assets for its table and day; the raw asset ingests the files named by the run tag.
+Keys that do not follow the layout are reported once in the log and skipped.
+"""
+
+import hashlib
+import json
+from collections import defaultdict
+
+import dagster as dg
+
+from platform_assets.jobs import incremental_job
+from platform_assets.paths import landing_prefix
+from platform_assets.raw.landing import LANDING_TAG, parse_landing_key
+from resources.object_store import ObjectStoreResource
+
+SENSOR = "landing_files"
+
+
+def new_objects(store: ObjectStoreResource, seen: dict[str, str]) -> dict[str, str]:
+    """key -> ETag of objects under ``landing/`` not seen with that ETag before."""
+    found = {o["Key"]: o.get("ETag", "").strip('"') for o in store.list_objects(landing_prefix())}
+    return {k: etag for k, etag in sorted(found.items()) if seen.get(k) != etag and not k.endswith("/")}
+
+
+def run_requests(new: dict[str, str], log=None) -> list[dg.RunRequest]:
+    """One run per (table, day) with its new files."""
+    groups: dict[tuple[str, str], list[str]] = defaultdict(list)
+    for key in new:
+        try:
+            f = parse_landing_key(key)
+        except ValueError as exc:
+            if log is not None:
+                log.warning(f"landing: skipped {exc}")
+            continue
+        groups[(f.table.name, f.day.isoformat())].append(key)
+    requests = []
+    for (table, day), keys in sorted(groups.items()):
+        digest = hashlib.sha1(json.dumps({k: new[k] for k in keys}, sort_keys=True).encode()).hexdigest()[:12]
+        requests.append(
+            dg.RunRequest(
+                run_key=f"{SENSOR}:{table}:{day}:{digest}",
+                partition_key=day,
+                asset_selection=[dg.AssetKey([layer, table]) for layer in ("raw", "curated", "warehouse")],
+                tags={LANDING_TAG: ",".join(keys), "platform/trigger": SENSOR},
+            )
+        )
+    return requests
+
+
+@dg.sensor(
+    name=SENSOR,
+    job=incremental_job,
+    minimum_interval_seconds=60,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Ingests Parquet/CSV files dropped under landing/<table>/<YYYY-MM-DD>/ once each, through raw → "
+    "curated → warehouse.",
+)
+def landing_sensor(context: dg.SensorEvaluationContext, object_store: ObjectStoreResource):
+    seen: dict[str, str] = json.loads(context.cursor) if context.cursor else {}
+    new = new_objects(object_store, seen)
+    if not new:
+        return dg.SkipReason("no new files under landing/")
+    requests = run_requests(new, context.log)
+    context.log.info(f"landing: {len(new)} new file(s), {len(requests)} run(s)")
+    return dg.SensorResult(run_requests=requests, cursor=json.dumps({**seen, **new}, sort_keys=True))

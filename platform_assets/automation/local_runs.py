@@ -1,0 +1,80 @@
+"""Carry out, in this process, what sensors and declarative automation request — as the daemon does in a
+deployment. Used by ``make demo`` and the tests, so both exercise the real sensor and automation code."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+import dagster as dg
+
+from platform_assets.jobs import INCREMENTAL_JOB
+
+
+@dataclass
+class Applied:
+    results: list[dg.ExecuteInProcessResult] = field(default_factory=list)
+
+    @property
+    def success(self) -> bool:
+        return all(r.success for r in self.results)
+
+    def materialized(self) -> list[tuple[str, str | None, dict]]:
+        out = []
+        for r in self.results:
+            for event in r.get_asset_materialization_events():
+                mat = event.event_specific_data.materialization
+                md = {k: getattr(v, "value", v) for k, v in mat.metadata.items()}
+                out.append((mat.asset_key.to_user_string(), mat.partition, md))
+        return out
+
+    def checks(self) -> list:
+        return [c for r in self.results for c in r.get_asset_check_evaluations()]
+
+
+def evaluate_sensor(defs: dg.Definitions, name: str, instance: dg.DagsterInstance, cursor: str | None):
+    """One tick of a sensor against a real instance: (run requests, new cursor)."""
+    sensor = defs.resolve_sensor_def(name)
+    with dg.build_sensor_context(
+        instance=instance, cursor=cursor, definitions=defs, sensor_name=name, resources=defs.resources
+    ) as context:
+        data = sensor.evaluate_tick(context)
+    return list(data.run_requests or []), data.cursor
+
+
+def execute_requests(defs: dg.Definitions, instance: dg.DagsterInstance, requests, job_name: str = INCREMENTAL_JOB):
+    applied = Applied()
+    job = defs.resolve_job_def(job_name)
+    for request in requests:
+        applied.results.append(
+            job.execute_in_process(
+                instance=instance,
+                partition_key=request.partition_key,
+                tags={**(request.tags or {}), "dagster/run_key": request.run_key or ""},
+                asset_selection=list(request.asset_selection or []),
+                raise_on_error=False,
+            )
+        )
+    return applied
+
+
+def run_automation(defs: dg.Definitions, instance: dg.DagsterInstance, cursor=None, rounds: int = 4):
+    """Evaluate the automation conditions and materialize what they request, until nothing more is requested."""
+    applied = Applied()
+    global_job = defs.resolve_implicit_global_asset_job_def()
+    for _ in range(rounds):
+        result = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=cursor)
+        cursor = result.cursor
+        if not result.total_requested:
+            break
+        by_partition: dict[str | None, list[dg.AssetKey]] = defaultdict(list)
+        for key in defs.resolve_asset_graph().get_all_asset_keys():
+            for partition in result.get_requested_partitions(key):
+                by_partition[partition].append(key)
+        for partition, keys in by_partition.items():
+            applied.results.append(
+                global_job.execute_in_process(
+                    instance=instance, partition_key=partition, asset_selection=keys, raise_on_error=False
+                )
+            )
+    return applied, cursor
