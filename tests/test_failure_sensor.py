@@ -5,6 +5,7 @@ No stack needed: an ephemeral Dagster instance, a daily-partitioned asset that f
 
 import json
 import logging
+import secrets
 import socket
 import threading
 from collections.abc import Iterator
@@ -18,7 +19,7 @@ from resources.webhook import WebhookDeliveryError, WebhookResource, webhook_res
 
 PARTITION = "1998-08-05"
 ERROR = "column l_discount not found in table warehouse.fct_lineitem"
-TOKEN = "s3cr3t-token"  # stands for the secret a chat webhook URL carries; must never appear in errors
+TOKEN = secrets.token_hex(8)  # stands for the secret a chat webhook URL carries; must never appear in errors
 
 
 @dg.asset(key_prefix=["marts"], partitions_def=dg.DailyPartitionsDefinition(start_date="1998-01-01"))
