@@ -51,8 +51,8 @@ dev: up
 test: setup
 	@$(PY) -m pytest
 
-bench: up  ## every stage side by side with the naive way and the engine's limit; SF=0.1 by default
-	@$(PY) -m benchmarks.run --sf $(or $(SF),0.1)
+bench: up  ## each stage vs the naive way and the engine's limit, plus an incremental day; SF=0.1 by default, BENCH_ARGS=--help
+	@$(PY) -m benchmarks.run --sf $(or $(SF),0.1) $(BENCH_ARGS)
 
 lint: setup
 	@$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .

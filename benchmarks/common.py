@@ -48,6 +48,13 @@ def object_store() -> Any:
     return object_store_resource(platform_env()).process_config_and_initialize()
 
 
+def clickhouse() -> Any:
+    from resources.environments import clickhouse_resource
+    from resources.settings import platform_env
+
+    return clickhouse_resource(platform_env()).process_config_and_initialize()
+
+
 def dir_bytes(path: Path) -> int:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
 

@@ -1,22 +1,68 @@
 """References for the transform (raw Parquet -> curated Parquet), on a local copy of the same raw objects.
 
-* limit: the pipeline's own Spark code (``transforms.build``) in a plain local[2] SparkSession with the
-  resource's settings (shuffle partitions, driver memory), reading and writing local files, no Dagster, no s3a;
-* naive: pandas with default dtypes: sort + ``drop_duplicates`` per key, ``merge`` for the two models.
+* limit: the pipeline's own Spark code (``transforms.build``, per change day for the tables, then the models) in a
+  plain local[2] SparkSession with the resource's settings (shuffle partitions, driver memory), reading and writing
+  local files through ``LocalStore`` (the three object-store calls ``build`` makes), no Dagster, no s3a;
+* naive: pandas with default dtypes: concat the day files, sort + ``drop_duplicates`` per key and day, Hive-style
+  ``to_parquet(partition_cols=...)``, then the current state per key and ``merge`` for the two models.
 """
 
 from __future__ import annotations
 
 import time
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
 from benchmarks.common import dir_bytes, parquet_rows
-from platform_assets.catalog import AUDIT_COLUMN, MODELS, TABLES
+from platform_assets.catalog import AUDIT_COLUMN, DELETED_COLUMN, MODELS, TABLES
+from platform_assets.paths import TOMBSTONES
+
+CHANGE_DATE = "change_date"
+
+
+class LocalStore:
+    """``list_keys``/``s3a_uri``/``delete_keys`` of the object store resource over local folders.
+
+    ``roots`` maps a key prefix (``raw/``, ``curated/``) to the folder that holds those keys, so the raw mirror is
+    read where it lies and the curated output goes to the reference's own folder.
+    """
+
+    def __init__(self, roots: dict[str, Path]):
+        self.roots = roots
+
+    def _root(self, key: str) -> Path:
+        for prefix, root in self.roots.items():
+            if key.startswith(prefix):
+                return root
+        raise KeyError(f"no local folder for key {key!r}")
+
+    def list_keys(self, prefix: str) -> list[tuple[str, int]]:
+        root = self._root(prefix)
+        folder = root / prefix.rsplit("/", 1)[0]
+        if not folder.is_dir():
+            return []
+        keys = ((p.relative_to(root).as_posix(), p) for p in folder.rglob("*") if p.is_file())
+        return sorted((k, p.stat().st_size) for k, p in keys if k.startswith(prefix))
+
+    def s3a_uri(self, key: str) -> str:
+        return str(self._root(key) / key)
+
+    def delete_keys(self, keys: list[str]) -> None:
+        for key in keys:
+            (self._root(key) / key).unlink(missing_ok=True)
+
+
+def change_days(mirror: Path) -> list[date]:
+    """Every day from the first to the last raw day folder (the range ``full_lineage`` ran over)."""
+    found = sorted({date.fromisoformat(d.name) for d in (mirror / "raw").glob("*/*") if d.is_dir()})
+    if not found:
+        raise FileNotFoundError(f"no raw day folders under {mirror / 'raw'}")
+    return [found[0] + timedelta(days=i) for i in range((found[-1] - found[0]).days + 1)]
 
 
 def limit(mirror: Path, out: Path) -> dict[str, Any]:
-    """``mirror`` holds ``raw/<table>/full/*.parquet``; curated output goes to ``out/curated/<name>/``."""
+    """``mirror`` holds ``raw/<table>/<day>/*.parquet``; curated output goes to ``out/curated/``."""
     from pyspark.sql import SparkSession
 
     from benchmarks.common import object_store
@@ -27,6 +73,8 @@ def limit(mirror: Path, out: Path) -> dict[str, Any]:
     res = spark_resource(platform_env(), object_store())
     local_dir = out / "spark-local"
     local_dir.mkdir(parents=True, exist_ok=True)
+    days = change_days(mirror)
+    store = LocalStore({"raw/": mirror, "curated/": out})
     started = time.perf_counter()
     spark = (
         SparkSession.builder.master(res.master)
@@ -45,39 +93,65 @@ def limit(mirror: Path, out: Path) -> dict[str, Any]:
         .getOrCreate()
     )
     session_s = time.perf_counter() - started
-
-    def uri(key: str) -> str:
-        return str((mirror if key.startswith("raw/") else out) / key)
-
-    for name in (*(t.name for t in TABLES), *(m.name for m in MODELS)):
-        transforms.build(spark, uri, name)
+    seconds_by_name = {}
+    for t in TABLES:
+        t0 = time.perf_counter()
+        transforms.build(spark, store, t.name, days)
+        seconds_by_name[t.name] = time.perf_counter() - t0
+    for m in MODELS:
+        t0 = time.perf_counter()
+        transforms.build(spark, store, m.name)
+        seconds_by_name[m.name] = time.perf_counter() - t0
     seconds = time.perf_counter() - started
     spark.stop()
     curated = out / "curated"
     return {
         "seconds": seconds,
         "session_start_s": session_s,
+        "seconds_by_name": seconds_by_name,
+        "days": [str(days[0]), str(days[-1])],
         "rows": parquet_rows(curated),
         "bytes": dir_bytes(curated),
     }
 
 
+def _day_files(mirror: Path, table: str):
+    import pandas as pd
+
+    for day_dir in sorted(p for p in (mirror / "raw" / table).iterdir() if p.is_dir()):
+        for f in sorted(day_dir.glob("*.parquet")):
+            df = pd.read_parquet(f)
+            df[DELETED_COLUMN] = 1 if f.name.startswith(TOMBSTONES) else 0
+            df[CHANGE_DATE] = day_dir.name
+            yield df
+
+
 def naive(mirror: Path, out: Path) -> dict[str, Any]:
     import pandas as pd
 
-    out.mkdir(parents=True, exist_ok=True)
+    curated = out / "curated"
+    curated.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
-    rows = 0
+
+    def latest(df: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+        order = [*keys, AUDIT_COLUMN, DELETED_COLUMN]
+        df = df.sort_values(order, ascending=[True] * len(keys) + [False, True])
+        return df.drop_duplicates(subset=keys, keep="first")
+
     for t in TABLES:
-        df = pd.read_parquet(mirror / "raw" / t.name / "full")
-        order = [AUDIT_COLUMN, *t.primary_key]
-        df = df.sort_values(order, ascending=[False] + [True] * len(t.primary_key))
-        df = df.drop_duplicates(subset=list(t.primary_key), keep="first")
-        df.to_parquet(out / f"{t.name}.parquet", index=False)
-        rows += len(df)
+        df = pd.concat(list(_day_files(mirror, t.name)), ignore_index=True)
+        df = latest(df, [CHANGE_DATE, *t.primary_key])
+        df.to_parquet(curated / t.name, partition_cols=[CHANGE_DATE], index=False)
         del df
-    lineitem = pd.read_parquet(out / "lineitem.parquet")
-    orders = pd.read_parquet(out / "orders.parquet")[
+
+    def current(name: str) -> pd.DataFrame:
+        table = next(t for t in TABLES if t.name == name)
+        df = pd.read_parquet(curated / name).drop(columns=CHANGE_DATE)
+        df = latest(df, list(table.primary_key))
+        return df[df[DELETED_COLUMN] == 0].drop(columns=DELETED_COLUMN)
+
+    lineitem = current("lineitem")
+    orders = current("orders")[
         ["o_orderkey", "o_custkey", "o_orderdate", "o_orderstatus", "o_orderpriority", "o_shippriority", AUDIT_COLUMN]
     ].rename(columns={AUDIT_COLUMN: "_o_updated_at"})
     fct = lineitem.merge(orders, left_on="l_orderkey", right_on="o_orderkey").drop(columns="o_orderkey")
@@ -85,17 +159,16 @@ def naive(mirror: Path, out: Path) -> dict[str, Any]:
     fct["l_net_revenue"] = fct["l_extendedprice"] * (1 - fct["l_discount"])
     fct[AUDIT_COLUMN] = fct[[AUDIT_COLUMN, "_o_updated_at"]].max(axis=1)
     fct = fct.drop(columns="_o_updated_at")
-    fct.to_parquet(out / "fct_lineitem.parquet", index=False)
-    rows += len(fct)
+    fct.to_parquet(curated / "fct_lineitem.parquet", index=False)
     del fct
-    customer = pd.read_parquet(out / "customer.parquet")
-    nation = pd.read_parquet(out / "nation.parquet")[["n_nationkey", "n_name", "n_regionkey", AUDIT_COLUMN]]
-    region = pd.read_parquet(out / "region.parquet")[["r_regionkey", "r_name", AUDIT_COLUMN]]
+    customer = current("customer")
+    nation = current("nation")[["n_nationkey", "n_name", "n_regionkey", AUDIT_COLUMN]]
+    region = current("region")[["r_regionkey", "r_name", AUDIT_COLUMN]]
     dim = customer.merge(
         nation.rename(columns={AUDIT_COLUMN: "_n"}), left_on="c_nationkey", right_on="n_nationkey", how="left"
     ).merge(region.rename(columns={AUDIT_COLUMN: "_r"}), left_on="n_regionkey", right_on="r_regionkey", how="left")
     dim[AUDIT_COLUMN] = dim[[AUDIT_COLUMN, "_n", "_r"]].max(axis=1)
     dim = dim.drop(columns=["n_nationkey", "n_regionkey", "r_regionkey", "_n", "_r"])
-    dim.to_parquet(out / "dim_customer.parquet", index=False)
-    rows += len(dim)
-    return {"seconds": time.perf_counter() - started, "rows": rows, "bytes": dir_bytes(out)}
+    dim.to_parquet(curated / "dim_customer.parquet", index=False)
+    seconds = time.perf_counter() - started
+    return {"seconds": seconds, "rows": parquet_rows(curated), "bytes": dir_bytes(curated)}

@@ -39,6 +39,27 @@ def mirror(sf: float, prefixes: list[str]) -> dict[str, Any]:
     return {}
 
 
+def reset() -> dict[str, Any]:
+    """Start from an empty lake and warehouse, as after a fresh seed (``make demo`` does the same)."""
+    from platform_assets.cli import reset_downstream
+    from platform_assets.definitions import defs
+
+    started = time.perf_counter()
+    reset_downstream(defs())
+    return {"seconds": time.perf_counter() - started}
+
+
+def reset_warehouse() -> dict[str, Any]:
+    """Drop the warehouse tables: loading a layer again alone then does the full load's work, into empty tables
+    (a re-load into the loaded tables would insert every version a second time)."""
+    from benchmarks.common import clickhouse
+
+    started = time.perf_counter()
+    ch = clickhouse()
+    ch.command(f"DROP DATABASE IF EXISTS warehouse{ch.on_cluster()} SYNC")
+    return {"seconds": time.perf_counter() - started}
+
+
 def run(task: str, p: dict[str, Any]) -> dict[str, Any]:
     from benchmarks import extract_refs, load_refs, ours, transform_refs
     from benchmarks.common import scratch_dir
@@ -49,7 +70,10 @@ def run(task: str, p: dict[str, Any]) -> dict[str, Any]:
     tasks = {
         "seed": lambda: seed(sf),
         "mirror": lambda: mirror(sf, p["prefixes"]),
+        "reset": reset,
+        "reset_warehouse": reset_warehouse,
         "ours": lambda: ours.run_layer(p.get("layer"), STARTED),
+        "incremental": lambda: ours.incremental_day(float(p["change_rate"]), STARTED),
         "extract_limit": lambda: extract_refs.limit(scratch / "extract-limit"),
         "extract_server": lambda: extract_refs.server_copy(),
         "extract_naive": lambda: extract_refs.naive(scratch / "extract-naive"),
@@ -58,6 +82,7 @@ def run(task: str, p: dict[str, Any]) -> dict[str, Any]:
         "load_limit": lambda: load_refs.load_limit(mirrored, scratch / "chdb-limit"),
         "load_naive": lambda: load_refs.load_naive(mirrored, scratch / "chdb-naive"),
         "marts_limit": lambda: load_refs.marts_limit(scratch / "chdb-limit"),
+        "marts_limit_unmerged": lambda: load_refs.marts_limit(scratch / "chdb-limit", final=False),
     }
     if task not in tasks:
         raise SystemExit(f"unknown benchmark task {task!r}; known: {sorted(tasks)}")

@@ -1,4 +1,5 @@
-"""The benchmark's own arithmetic (no stack): memory of a process tree, ratios, targets, the overhead account."""
+"""The benchmark's own arithmetic (no stack): memory of a process tree, ratios, targets, the overhead account,
+the incremental day against the full load."""
 
 from __future__ import annotations
 
@@ -57,4 +58,62 @@ def test_report_ratios_targets_and_overhead() -> None:
     assert sum(summary["overhead_breakdown_s"].values()) == 15.0
     text = report.render(0.1, rows, summary, {"server_copy": None, "extract_memory": None})
     assert "within 1.5x of limit: MET (1.25x)" in text
-    assert report.INCREMENTAL in text
+    assert report.NOT_MEASURED in text
+
+
+def _inc_run(assets: dict[str, float], checks_s: float) -> dict:
+    return {
+        "assets": {k: {"step": f"r:{k}", "seconds": s, "rows": 100, "bytes": 1000} for k, s in assets.items()},
+        "check_steps_s": checks_s,
+        "checks_passed": 2,
+        "checks_total": 2,
+        "failed_checks": [],
+        "run_ids": ["r"],
+    }
+
+
+def test_incremental_day_against_the_full_load() -> None:
+    e2e = Measured(
+        "ours",
+        130.0,
+        2**31,
+        {"assets": {"raw/orders": {"seconds": 5.0, "rows": 150_000}, "raw/lineitem": {"seconds": 9.0, "rows": 850_000}},
+         "execute_in_process_s": 100.0},
+    )  # fmt: skip
+    inc = Measured(
+        "incremental",
+        45.0,
+        2**30,
+        {
+            "day": "1998-08-04",
+            "change_rate": 0.01,
+            "rows_changed": 5_000,
+            "changed": {"orders": {"rows": 1_500, "deletes": 10}, "lineitem": {"rows": 3_450, "deletes": 40}},
+            "wall_s": 25.0,
+            "sensor_s": 1.0,
+            "tables_run_s": 14.0,
+            "automation_s": 10.0,
+            "tables": _inc_run({"raw/orders": 1.0, "curated/orders": 4.0, "warehouse/orders": 0.5}, 2.0),
+            "models": _inc_run({"curated/fct_lineitem": 5.0, "marts/q1": 1.0}, 0.5),
+        },
+    )
+    summary = report.incremental(inc, e2e)
+    assert summary["full_load_rows"] == 1_000_000 and summary["changed_share"] == 0.005
+    assert summary["ratio_vs_full_load"] == 0.25 and summary["full_load_s"] == 100.0
+    tables, models = summary["parts"]["partitioned_tables"], summary["parts"]["models_and_marts"]
+    assert tables["wall_s"] == 15.0 and tables["share_of_day"] == 0.6 and models["share_of_day"] == 0.4
+    assert tables["engine_s_by_layer"] == {"raw": 1.0, "curated": 4.0, "warehouse": 0.5}
+    assert models["engine_s_by_layer"] == {"curated": 5.0, "marts": 1.0}
+    assert summary["checks"] == "4/4 passed" and summary["rows_per_s"] == 200.0
+    text = "\n".join(report.incremental_lines(summary))
+    assert "5,000 OLTP rows changed (0.50% of the full load's 1,000,000)" in text
+    assert "= 0.25x the full load's run (100.0 s" in text
+    assert "partitioned tables (sensor tick 1.0 s + incremental_changes run 14.0 s, 3 assets): 15.0 s (60%)" in text
+    assert "models + marts (automation, 1 run(s), 2 assets): 10.0 s (40%)" in text
+    assert report.incremental_lines(None) == [f"{'incr. day':10s} {report.NOT_MEASURED}"]
+
+
+def test_spark_fixed_cost_from_the_transform_limit() -> None:
+    limit = Measured("transform_limit", 60.0, 2**30, {"session_start_s": 20.0, "seconds_by_name": {"region": 9.0}})
+    assert report.spark_fixed(limit) == {"session_start_s": 20.0, "first": "region", "first_s": 9.0}
+    assert report.spark_fixed(None) is None and report.spark_fixed(_ref(1.0)) is None
