@@ -14,6 +14,7 @@ from platform_assets.paths import raw_prefix
 from platform_assets.warehouse import reconcile as rc
 from resources.settings import data_dir
 from tests.conftest import SCALE_FACTOR
+from tests.oltp_queries import CUSTOMER_FEATURES, CUSTOMER_FEATURES_MART
 from tests.tpch_reference import mismatches, reference_answer
 
 
@@ -81,23 +82,8 @@ def test_tpch_mart_equals_reference_answer(lineage, clickhouse, mart):
 
 def test_customer_features_equal_the_same_query_on_oltp(lineage, oltp, clickhouse):
     with oltp.connect() as conn:
-        expected = conn.execute(
-            """
-            WITH f AS (
-                SELECT o_custkey, count(DISTINCT o_orderkey) AS n,
-                       sum(l_extendedprice * (1 - l_discount)) AS revenue,
-                       min(o_orderdate) AS first_d, max(o_orderdate) AS last_d
-                FROM orders JOIN lineitem ON l_orderkey = o_orderkey GROUP BY o_custkey),
-            as_of AS (SELECT max(o_orderdate) AS d FROM orders JOIN lineitem ON l_orderkey = o_orderkey)
-            SELECT c_custkey, coalesce(n, 0), coalesce(revenue, 0), first_d, last_d,
-                   (SELECT d FROM as_of) - last_d, n_name, r_name
-            FROM customer JOIN nation ON c_nationkey = n_nationkey JOIN region ON n_regionkey = r_regionkey
-            LEFT JOIN f ON f.o_custkey = c_custkey ORDER BY c_custkey"""
-        ).fetchall()
-    actual = clickhouse.rows(
-        "SELECT c_custkey, order_count, revenue, first_order_date, last_order_date, days_since_last_order, "
-        "nation, region FROM marts.customer_features ORDER BY c_custkey"
-    )
+        expected = conn.execute(CUSTOMER_FEATURES).fetchall()
+    actual = clickhouse.rows(CUSTOMER_FEATURES_MART)
     assert len(actual) == len(expected) > 0
     norm = [tuple(Decimal(str(v)) if isinstance(v, Decimal | float) else v for v in row) for row in actual]
     assert norm == [tuple(row) for row in expected]
