@@ -61,7 +61,7 @@ def reset_warehouse() -> dict[str, Any]:
 
 
 def run(task: str, p: dict[str, Any]) -> dict[str, Any]:
-    from benchmarks import extract_refs, load_refs, ours, transform_refs
+    from benchmarks import extract_paths, extract_refs, load_refs, ours, transform_refs
     from benchmarks.common import scratch_dir
 
     sf = float(p.get("sf", 0))
@@ -76,6 +76,7 @@ def run(task: str, p: dict[str, Any]) -> dict[str, Any]:
         "incremental": lambda: ours.incremental_day(float(p["change_rate"]), STARTED),
         "extract_limit": lambda: extract_refs.limit(scratch / "extract-limit"),
         "extract_server": lambda: extract_refs.server_copy(),
+        "extract_all": lambda: extract_paths.extract_all(p["variant"], p.get("day")),
         "extract_naive": lambda: extract_refs.naive(scratch / "extract-naive"),
         "transform_limit": lambda: transform_refs.limit(mirrored, scratch / "transform-limit"),
         "transform_naive": lambda: transform_refs.naive(mirrored, scratch / "transform-naive"),

@@ -2,19 +2,37 @@
 
 DuckDB's postgres scanner reads the table with binary COPY (the fastest Arrow path measured here) and
 hands out record batches; each batch is checked against the catalog's schema and appended to a Parquet
-file in the object store. Memory is bounded by the batch and file size, not by the table size.
+file in the object store. Reading runs a few batches ahead of writing, in a thread (``_stream``), so decoding
+and Parquet encoding overlap. Memory is bounded by the batch and file size, not by the table size.
+
+How a day's rows are read is PostgreSQL's planner's call (``scan_for``, an ``EXPLAIN`` of the day's query):
+
+* it would read the day with a sequential scan (the day is most of the table: the seed day, a full reload, a tiny
+  table): DuckDB scans the attached table (``TABLE_SCAN``), split into ctid ranges read by parallel connections
+  that share one snapshot, the day's ``updated_at`` range pushed down into each range's ``COPY``;
+* it would use the ``updated_at`` index (an ordinary change day): one ``postgres_query`` (``QUERY``) reads
+  just that range, so a day's cost follows the rows it changed, not the size of the table.
+
+Both give the same rows with the same types (tested); only their order within a day can differ.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import queue
+import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
+from typing import Literal
 
+import duckdb
 import pyarrow as pa
+import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from platform_assets.catalog import AUDIT_COLUMN, Table, arrow_schema, pg_type
@@ -28,6 +46,9 @@ from resources.oltp_postgres import OltpPostgresResource
 
 BATCH_ROWS = 122_880  # a multiple of DuckDB's vector size
 ROWS_PER_FILE = 2_000_000
+TABLE_SCAN, QUERY = "table_scan", "query"
+Scan = Literal["table_scan", "query"]
+IN_FLIGHT = 2  # batches read ahead of the Parquet writer (memory stays a few batches, whatever the table size)
 
 
 class SchemaMismatchError(ValueError):
@@ -120,6 +141,32 @@ def rows_sql(table: Table, day: date) -> str:
     return f"SELECT {cols} FROM {table.name} WHERE {AUDIT_COLUMN} >= '{lo}' AND {AUDIT_COLUMN} < '{hi}'"
 
 
+def table_scan_sql(table: Table, day: date, attached: str = "oltp") -> str:
+    """The same rows as ``rows_sql``, as DuckDB's scan of the attached table (parallel ctid ranges, the range
+    pushed down to PostgreSQL)."""
+    lo, hi = day_bounds(day)
+    cols = ", ".join(c.name for c in table.all_columns)
+    return (
+        f"SELECT {cols} FROM {attached}.public.{table.name} "
+        f"WHERE {AUDIT_COLUMN} >= TIMESTAMPTZ '{lo}' AND {AUDIT_COLUMN} < TIMESTAMPTZ '{hi}'"
+    )
+
+
+def postgres_query_sql(sql: str, attached: str = "oltp") -> str:
+    """``sql`` run by PostgreSQL as one query (a literal, not a bound parameter: DuckDB's Python client imports
+    pandas on the first statement with parameters, ~2 s)."""
+    return f"SELECT * FROM postgres_query('{attached}', '" + sql.replace("'", "''") + "')"
+
+
+def scan_for(conn, table: Table, day: date) -> Scan:
+    """``TABLE_SCAN`` when PostgreSQL would read the day's rows with a sequential scan (it expects most of the
+    table, or the table is tiny), else ``QUERY`` (an index or bitmap scan of the ``updated_at`` range)."""
+    plan = conn.execute("EXPLAIN (FORMAT JSON) " + rows_sql(table, day)).fetchone()[0][0]["Plan"]
+    while plan["Node Type"] in ("Gather", "Gather Merge") and plan.get("Plans"):
+        plan = plan["Plans"][0]
+    return TABLE_SCAN if plan["Node Type"] == "Seq Scan" else QUERY
+
+
 def tombstones_sql(table: Table, day: date) -> str:
     """Keys deleted on ``day`` that do not exist again (a re-inserted key is a live row, not a delete)."""
     lo, hi = day_bounds(day)
@@ -173,6 +220,83 @@ class DayExtract:
     day: date
     rows: int
     deleted: int
+    scan: str = QUERY
+
+
+_DUCKDB: dict[str, duckdb.DuckDBPyConnection] = {}
+_DUCKDB_LOCK = threading.Lock()
+
+
+def _duckdb(extension_dir: Path) -> duckdb.DuckDBPyConnection:
+    """A connection to this process's DuckDB with the postgres extension loaded once (loading it costs ~0.25 s,
+    as much as a small table's whole extract)."""
+    with _DUCKDB_LOCK:
+        db = _DUCKDB.get(str(extension_dir))
+        if db is None:
+            db = _DUCKDB[str(extension_dir)] = duckdb_with_extensions(extension_dir, "postgres_scanner")
+            db.execute("SET threads = 2")
+        return db.cursor()
+
+
+_END = object()
+
+
+def _stream(reader: pa.RecordBatchReader, write: Callable[[pa.RecordBatch], None]) -> None:
+    """``write`` every batch of ``reader``, reading ahead in a thread: DuckDB (and PostgreSQL behind it) decode the
+    next batches while this thread encodes and uploads the last one (both release the GIL). At most ``IN_FLIGHT``
+    batches wait; an error on either side stops both and is raised here."""
+    ready: queue.Queue = queue.Queue(maxsize=IN_FLIGHT)
+    stop = threading.Event()
+
+    def put(item: object) -> bool:
+        while not stop.is_set():
+            try:
+                ready.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def read() -> None:
+        try:
+            for batch in reader:
+                if not put(batch):
+                    return
+        except BaseException as exc:  # handed to the writing thread
+            put(exc)
+            return
+        put(_END)
+
+    thread = threading.Thread(target=read, name="extract-read-ahead", daemon=True)
+    thread.start()
+    try:
+        while (item := ready.get()) is not _END:
+            if isinstance(item, BaseException):
+                raise item
+            write(item)
+    finally:
+        stop.set()
+        thread.join()
+
+
+def _copy(con, query: str, writer: _Writer, table: Table, day: date) -> None:
+    """Every row of ``query``, checked against the catalog's schema, into ``writer``'s objects."""
+    try:
+        reader = con.execute(query).to_arrow_reader(BATCH_ROWS)
+        _stream(reader, lambda batch: writer.write(conform_batch(batch, table, writer.schema, str(day))))
+    except SchemaMismatchError:
+        raise
+    except Exception as exc:  # a column dropped/renamed between the check and the read
+        raise SchemaMismatchError(f"table {table.name}, partition {day}: {exc}") from None
+    finally:
+        writer.close()
+
+
+def _stored(fs: pafs.FileSystem, bucket: str, prefix: str) -> dict[str, int]:
+    """(key, size) of the objects under ``prefix``, through the Arrow filesystem the writer already holds (a boto3
+    client costs ~0.3 s to build, more than a small table's whole extract)."""
+    infos = fs.get_file_info(pafs.FileSelector(f"{bucket}/{prefix}", recursive=True, allow_not_found=True))
+    return {i.path.split("/", 1)[1]: i.size for i in infos if i.type == pafs.FileType.File}
 
 
 def extract_days(
@@ -181,59 +305,69 @@ def extract_days(
     table: Table,
     days: list[date],
     extension_dir: Path,
+    scan: Scan | None = None,
 ) -> ExtractResult:
     """Replace ``raw/<table>/<day>/`` for each day with the rows changed and the keys deleted that day.
 
     A day without changes ends with no ``part-``/``deleted-`` objects. Landed files (``landed-*``) are left to the
-    landing ingestion that wrote them.
+    landing ingestion that wrote them. ``scan`` forces how the rows are read (default: ``scan_for`` each day).
     """
     started = time.perf_counter()
     span = f"{days[0]}..{days[-1]}" if len(days) > 1 else str(days[0])
     check_source_columns(oltp, table, span)
     expected, tombs = arrow_schema(table), tombstone_schema(table)
     fs = store.arrow_fs()
-    store.ensure_bucket()  # a fresh deployment's object store starts empty
-    con = duckdb_with_extensions(extension_dir, "postgres_scanner")
-    con.execute("SET threads = 2")
-    try:
-        con.execute(f"ATTACH '{oltp.conninfo()}' AS oltp (TYPE postgres, READ_ONLY)")
-    except Exception as exc:
-        raise oltp.unavailable(exc) from None
+    if fs.get_file_info(store.bucket).type == pafs.FileType.NotFound:
+        store.ensure_bucket()  # a fresh deployment's object store starts empty
     tag = uuid.uuid4().hex[:8]
+    attached = f"oltp_{tag}"  # this extract's own catalog, fresh (DDL since an earlier extract is seen)
+    con = _duckdb(extension_dir)
+    try:
+        con.execute(f"ATTACH '{oltp.conninfo()}' AS {attached} (TYPE postgres, READ_ONLY)")
+    except Exception as exc:
+        con.close()
+        raise oltp.unavailable(exc) from None
     result = ExtractResult(0, 0, [], 0.0)
     try:
+        with oltp.connect() as pg:
+            scans = {day: scan or scan_for(pg, table, day) for day in days}
         for day in days:
             prefix = raw_prefix(table.name, day)
-            counts = []
-            for kind, sql, schema in (
-                (ROWS, rows_sql(table, day), expected),
-                (TOMBSTONE_FILES, tombstones_sql(table, day), tombs),
-            ):
-                writer = _Writer(store, fs, prefix, kind, schema, tag)
-                try:
-                    query = "SELECT * FROM postgres_query('oltp', ?)"
-                    reader = con.execute(query, [sql]).to_arrow_reader(BATCH_ROWS)
-                    for batch in reader:
-                        writer.write(conform_batch(batch, table, schema, str(day)))
-                except SchemaMismatchError:
-                    raise
-                except Exception as exc:  # a column dropped/renamed between the check and the read
-                    raise SchemaMismatchError(f"table {table.name}, partition {day}: {exc}") from None
-                finally:
-                    writer.close()
-                result.files.extend(writer.keys)
-                counts.append(writer.rows)
-            # the new objects are complete: drop what an earlier run of this day left behind
-            sizes = dict(store.list_keys(prefix))
-            stale = [
-                k for k in sizes if k.rsplit("/", 1)[-1].startswith((ROWS, TOMBSTONE_FILES)) and k not in result.files
+            if scans[day] == TABLE_SCAN:
+                changed = table_scan_sql(table, day, attached)
+            else:
+                changed = postgres_query_sql(rows_sql(table, day), attached)
+            writers = [
+                (_Writer(store, fs, prefix, ROWS, expected, tag), changed),
+                (
+                    _Writer(store, fs, prefix, TOMBSTONE_FILES, tombs, tag),
+                    postgres_query_sql(tombstones_sql(table, day), attached),
+                ),
             ]
-            store.delete_keys(stale)
-            result.bytes += sum(size for k, size in sizes.items() if k in result.files)
+            try:
+                for writer, query in writers:
+                    _copy(con, query, writer, table, day)
+            except BaseException:
+                # a day is replaced whole or not at all: what this run wrote of it goes, the earlier objects stay
+                with contextlib.suppress(Exception):  # the error that stopped the day is the one to report
+                    store.delete_keys([k for w, _ in writers for k in w.keys])
+                raise
+            new = [k for w, _ in writers for k in w.keys]
+            result.files.extend(new)
+            # the new objects are complete: drop what an earlier run of this day left behind
+            sizes = _stored(fs, store.bucket, prefix)
+            stale = [k for k in sizes if k.rsplit("/", 1)[-1].startswith((ROWS, TOMBSTONE_FILES)) and k not in new]
+            if stale:
+                store.delete_keys(stale)
+            result.bytes += sum(sizes.get(k, 0) for k in new)
+            counts = [w.rows for w, _ in writers]
             result.rows += counts[0]
             result.deleted += counts[1]
-            result.days.append(DayExtract(day, counts[0], counts[1]))
+            result.days.append(DayExtract(day, counts[0], counts[1], scans[day]))
     finally:
-        con.close()
+        try:
+            con.execute(f"DETACH {attached}")
+        finally:
+            con.close()
     result.seconds = time.perf_counter() - started
     return result
