@@ -1,10 +1,12 @@
 """References for the transform (raw Parquet -> curated Parquet), on a local copy of the same raw objects.
 
-* limit: the pipeline's own Spark code (``transforms.build``, per change day for the tables, then the models) in a
+* limit: the pipeline's own Spark code (``transforms.build``, per change day for every table) in a
   plain local[2] SparkSession with the resource's settings (shuffle partitions, driver memory), reading and writing
   local files through ``LocalStore`` (the three object-store calls ``build`` makes), no Dagster, no s3a;
 * naive: pandas with default dtypes: concat the day files, sort + ``drop_duplicates`` per key and day, Hive-style
-  ``to_parquet(partition_cols=...)``, then the current state per key and ``merge`` for the two models.
+  ``to_parquet(partition_cols=...)``.
+
+The conformed models are not Spark's work: ClickHouse maintains them in the warehouse (``warehouse/models.py``).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.common import dir_bytes, parquet_rows
-from platform_assets.catalog import AUDIT_COLUMN, DELETED_COLUMN, MODELS, TABLES
+from platform_assets.catalog import AUDIT_COLUMN, DELETED_COLUMN, TABLES
 from platform_assets.paths import TOMBSTONES
 
 CHANGE_DATE = "change_date"
@@ -98,10 +100,6 @@ def limit(mirror: Path, out: Path) -> dict[str, Any]:
         t0 = time.perf_counter()
         transforms.build(spark, store, t.name, days)
         seconds_by_name[t.name] = time.perf_counter() - t0
-    for m in MODELS:
-        t0 = time.perf_counter()
-        transforms.build(spark, store, m.name)
-        seconds_by_name[m.name] = time.perf_counter() - t0
     seconds = time.perf_counter() - started
     spark.stop()
     curated = out / "curated"
@@ -144,31 +142,5 @@ def naive(mirror: Path, out: Path) -> dict[str, Any]:
         df.to_parquet(curated / t.name, partition_cols=[CHANGE_DATE], index=False)
         del df
 
-    def current(name: str) -> pd.DataFrame:
-        table = next(t for t in TABLES if t.name == name)
-        df = pd.read_parquet(curated / name).drop(columns=CHANGE_DATE)
-        df = latest(df, list(table.primary_key))
-        return df[df[DELETED_COLUMN] == 0].drop(columns=DELETED_COLUMN)
-
-    lineitem = current("lineitem")
-    orders = current("orders")[
-        ["o_orderkey", "o_custkey", "o_orderdate", "o_orderstatus", "o_orderpriority", "o_shippriority", AUDIT_COLUMN]
-    ].rename(columns={AUDIT_COLUMN: "_o_updated_at"})
-    fct = lineitem.merge(orders, left_on="l_orderkey", right_on="o_orderkey").drop(columns="o_orderkey")
-    del lineitem, orders
-    fct["l_net_revenue"] = fct["l_extendedprice"] * (1 - fct["l_discount"])
-    fct[AUDIT_COLUMN] = fct[[AUDIT_COLUMN, "_o_updated_at"]].max(axis=1)
-    fct = fct.drop(columns="_o_updated_at")
-    fct.to_parquet(curated / "fct_lineitem.parquet", index=False)
-    del fct
-    customer = current("customer")
-    nation = current("nation")[["n_nationkey", "n_name", "n_regionkey", AUDIT_COLUMN]]
-    region = current("region")[["r_regionkey", "r_name", AUDIT_COLUMN]]
-    dim = customer.merge(
-        nation.rename(columns={AUDIT_COLUMN: "_n"}), left_on="c_nationkey", right_on="n_nationkey", how="left"
-    ).merge(region.rename(columns={AUDIT_COLUMN: "_r"}), left_on="n_regionkey", right_on="r_regionkey", how="left")
-    dim[AUDIT_COLUMN] = dim[[AUDIT_COLUMN, "_n", "_r"]].max(axis=1)
-    dim = dim.drop(columns=["n_nationkey", "n_regionkey", "r_regionkey", "_n", "_r"])
-    dim.to_parquet(curated / "dim_customer.parquet", index=False)
     seconds = time.perf_counter() - started
     return {"seconds": seconds, "rows": parquet_rows(curated), "bytes": dir_bytes(curated)}

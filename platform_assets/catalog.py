@@ -223,7 +223,7 @@ def table(name: str) -> Table:
 
 @dataclass(frozen=True)
 class Model:
-    """A conformed model built by Spark from curated tables and loaded into the warehouse like a table."""
+    """A conformed model: a join of catalog tables that ClickHouse maintains in the warehouse (warehouse/models.py)."""
 
     name: str
     primary_key: tuple[str, ...]
@@ -252,5 +252,3 @@ MODELS: tuple[Model, ...] = (
         description="Customers with their nation and region names.",
     ),
 )
-
-WAREHOUSE_TABLES: tuple[Table | Model, ...] = (*TABLES, *MODELS)

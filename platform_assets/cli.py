@@ -59,9 +59,11 @@ def _fmt_bytes(n: float) -> str:
 def _print_materializations(materialized) -> None:
     print(f"\n{'asset':32s} {'partition':>10s} {'rows':>10s} {'bytes':>10s} {'seconds':>8s}")
     for key, partition, md in materialized:
+        how = f"  {md['mode']}: {md['changed_keys']:,} keys, {md['delete_markers']:,} deleted" if "mode" in md else ""
         print(
             f"{key:32s} {partition or '':>10s} "
             f"{md.get('dagster/row_count', 0):>10,} {_fmt_bytes(md.get('bytes', 0)):>10s} {md.get('seconds', 0):>8.2f}"
+            + how
         )
 
 

@@ -1,7 +1,8 @@
 """The prod (2-shard, ON CLUSTER) loads, as the statements they issue.
 
-No ClickHouse server can run here, so the prod path is recorded, not executed: the same ``load_days`` and
-``load_table`` that the tests run for real on chDB's one-shard cluster issue these statements against vps_3.
+No ClickHouse server can run here, so the prod path is recorded, not executed: the same ``load_days``,
+``rebuild`` and ``apply_changes`` that the tests run for real on chDB's one-shard cluster issue these statements
+against vps_3.
 """
 
 import re
@@ -9,14 +10,15 @@ from datetime import date
 
 from pydantic import PrivateAttr
 
-from platform_assets.catalog import MODELS, TABLES_BY_NAME, clickhouse_type
-from platform_assets.warehouse.load import load_days, load_table
+from platform_assets.catalog import TABLES_BY_NAME, clickhouse_type
+from platform_assets.warehouse.load import load_days
+from platform_assets.warehouse.models import MODEL_SQL, apply_changes, rebuild
 from resources.clickhouse import ClickHouseResource
 from resources.environments import resource_defs
 from resources.object_store import ObjectStoreResource
 
 LINEITEM = TABLES_BY_NAME["lineitem"]
-FCT = next(m for m in MODELS if m.name == "fct_lineitem")
+FCT = MODEL_SQL["fct_lineitem"]
 
 
 class RecordingClickHouse(ClickHouseResource):
@@ -86,18 +88,20 @@ def test_prod_daily_upsert_is_sharded_and_issued_on_cluster(monkeypatch):
 
 
 def test_prod_model_rebuild_swaps_each_shard_on_cluster(monkeypatch):
-    ch, store = prod_resources(monkeypatch)
-    result = load_table(ch, store, FCT)
+    ch, _ = prod_resources(monkeypatch)
+    result = rebuild(ch, FCT)
     sql = ch._sql
     ddl = [s for s in sql if re.match(r"(CREATE|DROP|EXCHANGE)", s)]
     assert ddl and all(" ON CLUSTER platform" in s for s in ddl), ddl
     text = "\n".join(sql)
     assert "CREATE TABLE warehouse.fct_lineitem_local__staging ON CLUSTER platform\n(\n  `l_orderkey` Int64," in text
-    assert "ENGINE = ReplacingMergeTree(updated_at) ORDER BY (l_orderkey, l_linenumber)" in text
+    assert "ENGINE = ReplacingMergeTree(updated_at, is_deleted) ORDER BY (l_orderkey, l_linenumber)" in text
     inserts = [s for s in sql if s.startswith("INSERT")]
     assert len(inserts) == 1
-    assert inserts[0].startswith("INSERT INTO warehouse.fct_lineitem__staging_dist SELECT * FROM s3(")
-    assert "http://10.104.0.2:8333/lake/curated/fct_lineitem/*.parquet" in inserts[0]
+    assert inserts[0].startswith("INSERT INTO warehouse.fct_lineitem__staging_dist (`l_orderkey`,")
+    # the whole join of the warehouse tables' current state; subqueries over Distributed tables shipped once
+    assert "FROM warehouse.lineitem WHERE is_deleted = 0" in inserts[0] and "FROM warehouse.orders" in inserts[0]
+    assert "final = 1, distributed_product_mode = 'global'" in inserts[0]
     exchange = sql.index(
         "EXCHANGE TABLES warehouse.fct_lineitem_local__staging AND warehouse.fct_lineitem_local ON CLUSTER platform"
     )
@@ -107,4 +111,29 @@ def test_prod_model_rebuild_swaps_each_shard_on_cluster(monkeypatch):
     )
     assert sql.index(inserts[0]) < exchange < final
     assert any("clusterAllReplicas(platform, system.tables)" in s for s in sql)
-    assert result.rows == 6_000_000
+    assert result.rows == 6_000_000 and result.mode == "rebuild"
+
+
+class ExistingTablesClickHouse(RecordingClickHouse):
+    def columns(self, database, table):
+        return [("l_orderkey", "Int64")]
+
+
+def test_prod_model_changes_go_through_the_distributed_table(monkeypatch):
+    ch, store = prod_resources(monkeypatch)
+    ch = ExistingTablesClickHouse(host=ch.host, port=ch.port, cluster="platform", password="x")
+    result = apply_changes(ch, store, FCT, {"lineitem": [date(1998, 8, 4)], "orders": [date(1998, 8, 5)]})
+    sql = ch._sql
+    assert result.mode == "incremental" and result.keys == 1234
+    # the run's keys live in a table on the node running the statements, shipped to the shards (GLOBAL)
+    created = [s for s in sql if s.startswith("CREATE TABLE warehouse.`fct_lineitem__changes_")]
+    assert len(created) == 1 and "ON CLUSTER" not in created[0] and "ENGINE = Memory" in created[0]
+    assert "curated/lineitem/change_date={1998-08-04}/*.parquet" in created[0]
+    assert "curated/orders/change_date={1998-08-05}/*.parquet" in created[0]
+    changes = created[0].split()[2]
+    inserts = [s for s in sql if s.startswith("INSERT")]
+    assert len(inserts) == 2 and all(s.startswith("INSERT INTO warehouse.fct_lineitem (`l_orderkey`,") for s in inserts)
+    assert f"l_orderkey GLOBAL IN (SELECT key FROM {changes})" in inserts[0]
+    assert f"GLOBAL INNER JOIN {changes} AS c" in inserts[1] and "GLOBAL NOT IN" in inserts[1]  # delete markers
+    assert not any(re.match(r"(EXCHANGE|CREATE OR REPLACE)", s) for s in sql)  # changes never swap the table
+    assert f"DROP TABLE IF EXISTS {changes} SYNC" in sql

@@ -27,7 +27,7 @@ def test_asset_graph_layers_groups_and_kinds():
     expected = (
         [("oltp", t.name) for t in TABLES]
         + [("raw", t.name) for t in TABLES]
-        + [("curated", t.name) for t in (*TABLES, *MODELS)]
+        + [("curated", t.name) for t in TABLES]
         + [("warehouse", t.name) for t in (*TABLES, *MODELS)]
         + [("marts", m.name) for m in MARTS]
     )
@@ -39,13 +39,16 @@ def test_asset_graph_layers_groups_and_kinds():
         assert spec.owners == ["team:data-platform"] and spec.description
         if layer in kinds:
             assert kinds[layer] in spec.kinds and spec.code_version
-    # lineage: mart -> warehouse -> curated -> raw -> oltp
+    # lineage: mart -> warehouse model -> warehouse table -> curated -> raw -> oltp
     assert dg.AssetKey(["warehouse", "lineitem"]) in {
         dep.asset_key for dep in specs[dg.AssetKey(["marts", "tpch_q01_pricing_summary"])].deps
     }
-    assert {dep.asset_key for dep in specs[dg.AssetKey(["curated", "fct_lineitem"])].deps} == {
-        dg.AssetKey(["curated", "lineitem"]),
-        dg.AssetKey(["curated", "orders"]),
+    for model in MODELS:  # models are maintained in ClickHouse from the warehouse tables they join
+        assert {dep.asset_key for dep in specs[dg.AssetKey(["warehouse", model.name])].deps} == {
+            dg.AssetKey(["warehouse", t]) for t in model.depends_on
+        }
+    assert {dep.asset_key for dep in specs[dg.AssetKey(["warehouse", "lineitem"])].deps} == {
+        dg.AssetKey(["curated", "lineitem"])
     }
 
 

@@ -53,11 +53,13 @@ def test_unique_key_check_fails_when_the_sort_key_does_not_match_the_primary_key
     probe = Model("probe_dupes", primary_key=("k",), shard_key="k", depends_on=(), description="")
     clickhouse.command("DROP TABLE IF EXISTS warehouse.probe_dupes SYNC")
     clickhouse.command(
-        "CREATE TABLE warehouse.probe_dupes (k Int32, v String, updated_at DateTime64(6, 'UTC')) "
-        "ENGINE = ReplacingMergeTree(updated_at) ORDER BY (k, v)"
+        "CREATE TABLE warehouse.probe_dupes (k Int32, v String, updated_at DateTime64(6, 'UTC'), is_deleted UInt8) "
+        "ENGINE = ReplacingMergeTree(updated_at, is_deleted) ORDER BY (k, v)"
     )
     try:
-        clickhouse.command("INSERT INTO warehouse.probe_dupes VALUES (1, 'a', now()), (1, 'b', now()), (2, 'c', now())")
+        clickhouse.command(
+            "INSERT INTO warehouse.probe_dupes VALUES (1, 'a', now(), 0), (1, 'b', now(), 0), (2, 'c', now(), 0)"
+        )
         check = unique_check(clickhouse, probe)
         assert not check.passed
         assert check.description == "warehouse.probe_dupes: 1 duplicate key(s) on (k)"

@@ -17,16 +17,17 @@ import pyarrow.parquet as pq
 import pytest
 
 from platform_assets.automation.landing_sensor import SENSOR as LANDING_SENSOR
-from platform_assets.automation.local_runs import evaluate_sensor, execute_requests, run_automation
+from platform_assets.automation.local_runs import Applied, evaluate_sensor, execute_requests, run_automation
 from platform_assets.automation.oltp_changes import SENSOR
-from platform_assets.catalog import TABLES, TABLES_BY_NAME, arrow_schema
+from platform_assets.catalog import MODELS, TABLES, TABLES_BY_NAME, arrow_schema
 from platform_assets.definitions import defs
-from platform_assets.jobs import INCREMENTAL_JOB, range_tags
+from platform_assets.jobs import INCREMENTAL_JOB, LINEAGE_JOB, range_tags
 from platform_assets.marts.assets import read_mart
 from platform_assets.marts.queries import TPCH
 from platform_assets.oltp.simulate import simulate
 from platform_assets.paths import curated_prefix, landing_prefix, raw_prefix
 from platform_assets.warehouse import reconcile as rc
+from platform_assets.warehouse.models import MODEL_SQL, apply_changes, fingerprint, stored_fingerprint
 from resources.settings import data_dir
 from tests.oltp_queries import CUSTOMER_FEATURES, CUSTOMER_FEATURES_MART, tpch_on_oltp
 from tests.tpch_reference import mismatches
@@ -67,6 +68,15 @@ def curated_days(clickhouse, object_store, table: str, days) -> dict:
     return out
 
 
+def oltp_rows(oltp, table: str) -> int:
+    with oltp.connect() as conn:
+        return conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+
+
+def materialized(result) -> list[tuple[str, str | None, dict]]:
+    return Applied([result]).materialized()
+
+
 def failed_checks(results) -> list[str]:
     evaluations = [c for r in results for c in r.get_asset_check_evaluations()]
     return [f"{c.asset_key.to_user_string()}:{c.check_name} {c.description}" for c in evaluations if not c.passed]
@@ -76,7 +86,13 @@ def failed_checks(results) -> list[str]:
 def platform(lineage, tmp_path_factory):
     assert lineage.success
     with dg.instance_for_test(temp_dir=str(tmp_path_factory.mktemp("dagster-instance"))) as instance:
-        yield SimpleNamespace(defs=defs(), instance=instance, state={})
+        definitions = defs()
+        # a platform that has been running: the models have a first build (a rebuild) on this instance
+        first = definitions.resolve_job_def(LINEAGE_JOB).execute_in_process(
+            instance=instance, asset_selection=[dg.AssetKey(["warehouse", m.name]) for m in MODELS]
+        )
+        assert first.success and failed_checks([first]) == []
+        yield SimpleNamespace(defs=definitions, instance=instance, state={})
 
 
 def test_first_tick_requests_each_unloaded_day_once_and_remembers_it(platform):
@@ -125,10 +141,15 @@ def test_simulated_days_reach_the_warehouse_and_marts_through_sensor_and_automat
     assert ("warehouse/orders", LAST_DAY.isoformat()) in days_loaded and len(applied.results) == 1
 
     automated, _ = run_automation(platform.defs, platform.instance, automation_cursor)
-    refreshed = {k for k, _, _ in automated.materialized()}
-    assert {"curated/fct_lineitem", "warehouse/fct_lineitem", "marts/tpch_q01_pricing_summary"} <= refreshed
-    assert "marts/customer_features" in refreshed
+    refreshed = {k: md for k, _, md in automated.materialized()}
+    assert {"warehouse/fct_lineitem", "marts/tpch_q01_pricing_summary", "marts/customer_features"} <= set(refreshed)
     assert automated.success and failed_checks(automated.results) == []
+    # the model applied only the orders the days changed, deletes included, and still equals a rebuild
+    fct = refreshed["warehouse/fct_lineitem"]
+    assert fct["mode"] == "incremental" and 0 < fct["changed_keys"] < oltp_rows(oltp, "orders")
+    assert fct["delete_markers"] > 0 and json.loads(json.dumps(fct["input_days"]))["orders"][-1] == LAST_DAY.isoformat()
+    spec = MODEL_SQL["fct_lineitem"]
+    assert stored_fingerprint(clickhouse, spec) == fingerprint(clickhouse, spec.live(None), spec)
 
     assert warehouse_state(clickhouse) == oltp_state(oltp)
     fresh = freshness.execute_in_process(instance=platform.instance, raise_on_error=False)
@@ -158,6 +179,24 @@ def test_customer_features_equal_the_same_query_on_the_oltp(platform, oltp, clic
     actual = clickhouse.rows(CUSTOMER_FEATURES_MART)
     norm = [tuple(Decimal(str(v)) if isinstance(v, Decimal | float) else v for v in row) for row in actual]
     assert len(norm) == len(expected) > 0 and norm == expected
+
+
+def test_a_model_applied_again_or_rebuilt_whole_stays_the_same(platform, clickhouse, object_store):
+    spec = MODEL_SQL["fct_lineitem"]
+    before = stored_fingerprint(clickhouse, spec)
+    days = [SEED_DAY + timedelta(days=i + 1) for i in range(DAYS)]
+    again = apply_changes(clickhouse, object_store, spec, {"lineitem": days, "orders": days})
+    assert again.mode == "incremental" and again.keys > 0 and again.deleted == 0  # markers exist already
+    assert stored_fingerprint(clickhouse, spec) == before
+    key = dg.AssetKey(["warehouse", "fct_lineitem"])
+    rebuilt = platform.defs.resolve_job_def(LINEAGE_JOB).execute_in_process(
+        instance=platform.instance,
+        asset_selection=[key],
+        run_config={"ops": {"warehouse__fct_lineitem": {"config": {"full_refresh": True}}}},
+    )
+    md = {k: v for k, _, v in materialized(rebuilt) if k == key.to_user_string()}
+    assert md and md[key.to_user_string()]["mode"] == "rebuild"
+    assert stored_fingerprint(clickhouse, spec) == before and failed_checks([rebuilt]) == []
 
 
 def test_rerunning_a_partition_twice_leaves_the_warehouse_unchanged(platform, oltp, clickhouse, object_store):

@@ -31,7 +31,7 @@ def test_full_lineage_materializes_every_asset_and_passes_checks(lineage):
     mats = materialized(lineage)
     layers = {key.path[0] for key in mats}
     assert layers == {"raw", "curated", "warehouse", "marts"}
-    assert len(mats) == 8 + 10 + 10 + 9
+    assert len(mats) == 8 + 8 + 10 + 9  # raw, curated tables, warehouse tables + models, marts
     for key, md in mats.items():
         assert md["dagster/row_count"] > 0, key
         assert md["bytes"] > 0 and md["seconds"] >= 0, key
@@ -39,9 +39,10 @@ def test_full_lineage_materializes_every_asset_and_passes_checks(lineage):
     assert "preview" in mats[dg.AssetKey(["marts", "tpch_q01_pricing_summary"])]
     checks = lineage.get_asset_check_evaluations()
     with_fks = sum(1 for t in TABLES if t.foreign_keys)
-    # raw: schema + count; warehouse tables: unique + reconcile + freshness (+ references); models: unique + count;
-    # marts: up to date with the warehouse
+    # raw: schema + count; warehouse tables: unique + reconcile + freshness (+ references); models: unique +
+    # equal to a rebuild; marts: up to date with the warehouse
     assert len(checks) == 2 * 8 + 3 * 8 + with_fks + 2 * 2 + 9
+    assert sum(c.check_name == "matches_full_rebuild" for c in checks) == 2
     assert all(c.passed for c in checks), [c.check_name for c in checks if not c.passed]
 
 

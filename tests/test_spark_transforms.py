@@ -1,7 +1,6 @@
 """Curated-layer Spark code on a real local SparkSession: latest version per key wins."""
 
 import datetime as dt
-from decimal import Decimal
 
 import pytest
 
@@ -24,21 +23,3 @@ def test_latest_per_key_keeps_the_newest_version(spark):
     )
     out = sorted(tr.latest_per_key(df, region).select("r_regionkey", "r_name").collect())
     assert [tuple(r) for r in out] == [(1, "NEW"), (2, "ONLY")]
-
-
-def test_fct_lineitem_carries_order_and_net_revenue(spark):
-    t = dt.datetime(2020, 1, 1, tzinfo=dt.UTC)
-    li = spark.createDataFrame(
-        [(7, 1, Decimal("100.00"), Decimal("0.10"), t)],
-        "l_orderkey bigint, l_linenumber bigint, l_extendedprice decimal(15,2), l_discount decimal(15,2), "
-        "updated_at timestamp",
-    )
-    later = dt.datetime(2020, 1, 5, tzinfo=dt.UTC)
-    orders = spark.createDataFrame(
-        [(7, 42, dt.date(1995, 1, 1), "O", "1-URGENT", 0, later)],
-        "o_orderkey bigint, o_custkey bigint, o_orderdate date, o_orderstatus string, o_orderpriority string, "
-        "o_shippriority int, updated_at timestamp",
-    )
-    row = tr.fct_lineitem(li, orders).collect()[0]
-    assert row.o_custkey == 42 and row.l_net_revenue == Decimal("90.0000")
-    assert row.updated_at.replace(tzinfo=dt.UTC) == later or row.updated_at == later.replace(tzinfo=None)

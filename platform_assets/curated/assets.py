@@ -1,4 +1,4 @@
-"""Curated layer (Spark on vps_2): typed tables with one row per primary key, plus conformed models.
+"""Curated layer (Spark on vps_2): typed tables with one row per primary key and change day.
 
 Spark runs where the ``spark`` resource points (a local session, or Spark Connect on vps_2). For long batch
 jobs, ``CURATED_RUNNER=k8s-pipes`` runs the same build as a Kubernetes pod through Dagster Pipes instead.
@@ -9,10 +9,10 @@ import time
 
 import dagster as dg
 
-from platform_assets.catalog import DELETED_COLUMN, MODELS, TABLES, Model, Table
+from platform_assets.catalog import DELETED_COLUMN, TABLES, Table
 from platform_assets.curated import transforms as tr
 from platform_assets.metadata import OWNERS, column_schema, describe, node_tags, timing
-from platform_assets.partitions import DAILY, ON_ANY_INPUT_UPDATE, ON_NEW_PARENT, SINGLE_RUN, days_of
+from platform_assets.partitions import DAILY, ON_NEW_PARENT, SINGLE_RUN, days_of
 from platform_assets.paths import curated_prefix
 from resources.k8s_batch import K8sBatchResource
 from resources.object_store import ObjectStoreResource
@@ -31,75 +31,58 @@ def written_metadata(store: ObjectStoreResource, prefixes: list[str], schema, st
     }
 
 
-def _spec(spec: Table | Model) -> dict:
-    if isinstance(spec, Table):
-        deps = [dg.AssetKey(["raw", spec.name])]
-        text = describe(
-            f"`{spec.name}` typed and deduplicated by Spark per change day: one row per primary key and day, the "
-            f"latest `{spec.cursor_column}` wins; deleted keys are kept as rows with `{DELETED_COLUMN} = 1` so the "
-            f"warehouse can drop them. Written to `curated/{spec.name}/change_date=<day>/`.",
-            spec,
-        )
-        partitioned = {"partitions_def": DAILY, "backfill_policy": SINGLE_RUN, "automation_condition": ON_NEW_PARENT}
-    else:
-        deps = [dg.AssetKey(["curated", d]) for d in spec.depends_on]
-        text = describe(
-            f"Conformed model `{spec.name}`: {spec.description} Built by Spark from the current state of "
-            f"{', '.join(f'`{d}`' for d in spec.depends_on)}; key `{', '.join(spec.primary_key)}`. Rebuilt when "
-            "its inputs change (declarative automation)."
-        )
-        partitioned = {"automation_condition": ON_ANY_INPUT_UPDATE}
+def _spec(table: Table) -> dict:
     return {
-        "name": spec.name,
+        "name": table.name,
         "key_prefix": "curated",
-        "deps": deps,
+        "deps": [dg.AssetKey(["raw", table.name])],
         "group_name": "curated",
         "kinds": KINDS,
         "owners": OWNERS,
         "tags": node_tags("vps_2"),
         "code_version": "2",
-        "description": text,
-        **partitioned,
+        "description": describe(
+            f"`{table.name}` typed and deduplicated by Spark per change day: one row per primary key and day, the "
+            f"latest `{table.cursor_column}` wins; deleted keys are kept as rows with `{DELETED_COLUMN} = 1` so the "
+            f"warehouse can drop them. Written to `curated/{table.name}/change_date=<day>/`.",
+            table,
+        ),
+        "partitions_def": DAILY,
+        "backfill_policy": SINGLE_RUN,
+        "automation_condition": ON_NEW_PARENT,
     }
 
 
-def curated_asset(spec: Table | Model) -> dg.AssetsDefinition:
-    @dg.asset(**_spec(spec))
+def curated_asset(table: Table) -> dg.AssetsDefinition:
+    @dg.asset(**_spec(table))
     def _curated(context: dg.AssetExecutionContext, spark: SparkResource) -> dg.MaterializeResult:
         started = time.perf_counter()
         store = spark.object_store
-        if isinstance(spec, Table):
-            days = days_of(context)
-            built = tr.build_days(spark.session, store, spec, days)
-            prefixes = [curated_prefix(spec.name, d) for d, has_rows in built.items() if has_rows]
-            fields = [(c.name, c.type) for c in spec.all_columns] + [(DELETED_COLUMN, "int8")]
-            context.log.info(f"curated/{spec.name}: {len(prefixes)} of {len(days)} day(s) had changes")
-            if not prefixes:
-                return dg.MaterializeResult(metadata={**timing(0, 0, time.perf_counter() - started), "days": len(days)})
-        else:
-            tr.build(spark.session, store, spec.name)
-            prefixes = [curated_prefix(spec.name)]
-            schema = spark.session.read.parquet(store.s3a_uri(prefixes[0])).schema
-            fields = [(f.name, f.dataType.simpleString()) for f in schema.fields]
+        days = days_of(context)
+        built = tr.build_days(spark.session, store, table, days)
+        prefixes = [curated_prefix(table.name, d) for d, has_rows in built.items() if has_rows]
+        fields = [(c.name, c.type) for c in table.all_columns] + [(DELETED_COLUMN, "int8")]
+        context.log.info(f"curated/{table.name}: {len(prefixes)} of {len(days)} day(s) had changes")
+        if not prefixes:
+            return dg.MaterializeResult(metadata={**timing(0, 0, time.perf_counter() - started), "days": len(days)})
         return dg.MaterializeResult(metadata=written_metadata(store, prefixes, fields, started))
 
     return _curated
 
 
-def curated_asset_on_k8s(spec: Table | Model) -> dg.AssetsDefinition:
+def curated_asset_on_k8s(table: Table) -> dg.AssetsDefinition:
     """The same build in a pod on vps_2 (dagster-k8s Pipes); the pod reports its materialization back."""
 
-    @dg.asset(**_spec(spec))
+    @dg.asset(**_spec(table))
     def _curated(context: dg.AssetExecutionContext, k8s_batch: K8sBatchResource):
-        return k8s_batch.run(context, spec.name).get_materialize_result()
+        return k8s_batch.run(context, table.name).get_materialize_result()
 
     return _curated
 
 
-CURATED_SPECS: tuple[Table | Model, ...] = (*TABLES, *MODELS)
 RUNNER = os.environ.get("CURATED_RUNNER", "spark")
 if RUNNER not in ("spark", "k8s-pipes"):
     raise ValueError(f"CURATED_RUNNER={RUNNER!r}: expected 'spark' or 'k8s-pipes'")
-curated_assets = [(curated_asset_on_k8s if RUNNER == "k8s-pipes" else curated_asset)(s) for s in CURATED_SPECS]
+curated_assets = [(curated_asset_on_k8s if RUNNER == "k8s-pipes" else curated_asset)(s) for s in TABLES]
 
 defs = dg.Definitions(assets=curated_assets)

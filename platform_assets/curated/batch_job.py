@@ -1,6 +1,6 @@
 """Entry point of a curated build run outside the orchestrator process (a Kubernetes pod, via Dagster Pipes).
 
-    python -m platform_assets.curated.batch_job <table-or-model>
+    python -m platform_assets.curated.batch_job <table>
 
 It runs the same ``transforms.build`` as the in-process asset and reports the materialization back through
 the object store, the channel the Pipes client on vps_1 reads.
@@ -31,13 +31,11 @@ def main(name: str) -> None:
     ):
         started = time.perf_counter()
         pipes.log.info(f"building curated/{name} with Spark {spark.session.version}")
-        days = None
-        if pipes.is_partition_step:  # a curated table: the run's change days
-            window = pipes.partition_time_window
-            start, end = datetime.fromisoformat(window["start"]), datetime.fromisoformat(window["end"])
-            days = [(start + timedelta(days=i)).date() for i in range((end - start).days)]
+        window = pipes.partition_time_window  # the run's change days
+        start, end = datetime.fromisoformat(window["start"]), datetime.fromisoformat(window["end"])
+        days = [(start + timedelta(days=i)).date() for i in range((end - start).days)]
         tr.build(spark.session, store, name, days)
-        prefixes = [curated_prefix(name, d) for d in days] if days else [curated_prefix(name)]
+        prefixes = [curated_prefix(name, d) for d in days]
         seconds = time.perf_counter() - started
         pipes.report_asset_materialization(
             metadata={

@@ -8,7 +8,7 @@ from types import SimpleNamespace
 
 from pyspark.sql import DataFrame, SparkSession
 
-from platform_assets.catalog import AUDIT_COLUMN, DELETED_COLUMN, MODELS, TABLES_BY_NAME, Table, spark_type
+from platform_assets.catalog import DELETED_COLUMN, TABLES_BY_NAME, Table, spark_type
 from platform_assets.paths import LANDED, ROWS, TOMBSTONES, curated_prefix, raw_prefix
 
 CHANGE_DATE = "change_date"  # the Hive partition column of curated tables (directory name, not stored in files)
@@ -54,41 +54,8 @@ def typed(df: DataFrame, table: Table) -> DataFrame:
     return df.select(*(c.name for c in table.all_columns))
 
 
-def fct_lineitem(lineitem: DataFrame, orders: DataFrame) -> DataFrame:
-    F = _api(lineitem).F
-    o = orders.select(
-        "o_orderkey", "o_custkey", "o_orderdate", "o_orderstatus", "o_orderpriority", "o_shippriority",
-        F.col(AUDIT_COLUMN).alias("_o_updated_at"),
-    )  # fmt: skip
-    joined = lineitem.join(o, lineitem.l_orderkey == o.o_orderkey, "inner").drop("o_orderkey")
-    net = (F.col("l_extendedprice") * (F.lit(1) - F.col("l_discount"))).cast("decimal(18,4)")
-    return (
-        joined.withColumn("l_net_revenue", net)
-        .withColumn(AUDIT_COLUMN, F.greatest(F.col(AUDIT_COLUMN), F.col("_o_updated_at")))
-        .drop("_o_updated_at")
-    )
-
-
-def dim_customer(customer: DataFrame, nation: DataFrame, region: DataFrame) -> DataFrame:
-    F = _api(customer).F
-    n = nation.select("n_nationkey", "n_name", "n_regionkey", F.col(AUDIT_COLUMN).alias("_n_updated_at"))
-    r = region.select("r_regionkey", "r_name", F.col(AUDIT_COLUMN).alias("_r_updated_at"))
-    return (
-        customer.join(n, customer.c_nationkey == n.n_nationkey, "left")
-        .join(r, F.col("n_regionkey") == r.r_regionkey, "left")
-        .drop("n_nationkey", "n_regionkey", "r_regionkey")
-        .withColumn(AUDIT_COLUMN, F.greatest(AUDIT_COLUMN, "_n_updated_at", "_r_updated_at"))
-        .drop("_n_updated_at", "_r_updated_at")
-    )
-
-
 def read_parquet(spark: SparkSession, uri: str | list[str]) -> DataFrame:
     return spark.read.parquet(*([uri] if isinstance(uri, str) else uri))
-
-
-def write_parquet(df: DataFrame, uri: str, files: int = 2) -> None:
-    """Overwrite the whole prefix (Spark's overwrite replaces, never appends)."""
-    df.coalesce(files).write.mode("overwrite").option("compression", "zstd").parquet(uri)
 
 
 def changes_of_day(spark: SparkSession, store, table: Table, day: date) -> DataFrame | None:
@@ -139,24 +106,11 @@ def build_days(spark: SparkSession, store, table: Table, days: list[date]) -> di
     return {d: f is not None for d, f in per_day.items()}
 
 
-def current_state(spark: SparkSession, store, name: str) -> DataFrame:
-    """A curated table as the OLTP has it now: the latest version of each key across all days, deletes dropped."""
-    table = TABLES_BY_NAME[name]
-    changes = read_parquet(spark, store.s3a_uri(curated_prefix(name)))
-    latest = latest_per_key(changes, table)
-    return latest.where(f"{DELETED_COLUMN} = 0").select(*(c.name for c in table.all_columns))
-
-
-def build(spark: SparkSession, store, name: str, days: list[date] | None = None) -> None:
-    """Build one curated table (for ``days``) or conformed model: the whole job of a curated asset, wherever
-    Spark runs. ``store`` is the object store resource (keys, s3a URIs, deletes)."""
-    if name in TABLES_BY_NAME:
-        if not days:
-            raise ValueError(f"curated table {name} is built per change day: give the days to build")
-        build_days(spark, store, TABLES_BY_NAME[name], days)
-        return
-    model = next((m for m in MODELS if m.name == name), None)
-    if model is None:
-        raise KeyError(f"{name!r} is neither a catalog table nor a conformed model")
-    inputs = [current_state(spark, store, d) for d in model.depends_on]
-    write_parquet(globals()[name](*inputs), store.s3a_uri(curated_prefix(name)))
+def build(spark: SparkSession, store, name: str, days: list[date]) -> None:
+    """Build one curated table for ``days``: the whole job of a curated asset, wherever Spark runs. ``store`` is
+    the object store resource (keys, s3a URIs, deletes)."""
+    if name not in TABLES_BY_NAME:
+        raise KeyError(f"{name!r} is not a catalog table; known: {sorted(TABLES_BY_NAME)}")
+    if not days:
+        raise ValueError(f"curated table {name} is built per change day: give the days to build")
+    build_days(spark, store, TABLES_BY_NAME[name], days)

@@ -1,7 +1,8 @@
-"""Warehouse layer (ClickHouse on vps_3): one table per curated table/model, loaded by ClickHouse itself.
+"""Warehouse layer (ClickHouse on vps_3): one table per curated table, loaded by ClickHouse itself, and the
+conformed models ClickHouse maintains from them.
 
 Catalog tables take their curated changes day by day (upserts by primary key with ``updated_at`` as the version,
-deletes as markers); conformed models are rebuilt whole when their inputs change.
+deletes as markers); a conformed model applies the keys its inputs changed since it last ran (``models.py``).
 """
 
 from datetime import UTC, date, timedelta
@@ -13,15 +14,15 @@ from platform_assets.metadata import OWNERS, column_schema, describe, node_tags,
 from platform_assets.partitions import DAILY, ON_ANY_INPUT_UPDATE, ON_NEW_PARENT, SINGLE_RUN, days_of
 from platform_assets.paths import curated_prefix
 from platform_assets.warehouse import reconcile as rc
-from platform_assets.warehouse.load import (
-    DATABASE,
-    days_source,
-    engine,
-    ensure_table,
-    load_days,
-    load_table,
-    null_keys,
-    source,
+from platform_assets.warehouse.load import DATABASE, INFER, days_source, engine, ensure_table, load_days, null_keys
+from platform_assets.warehouse.models import (
+    MODEL_SQL,
+    SETTINGS,
+    ModelSql,
+    apply_changes,
+    fingerprint,
+    rebuild,
+    stored_fingerprint,
 )
 from resources.clickhouse import ClickHouseResource
 from resources.object_store import ObjectStoreResource
@@ -36,9 +37,10 @@ REFERENCES = "references_exist"
 
 
 def _common(spec: Table | Model) -> dict:
+    parents = [("curated", spec.name)] if isinstance(spec, Table) else [("warehouse", d) for d in spec.depends_on]
     return {
         "key": dg.AssetKey(["warehouse", spec.name]),
-        "deps": [dg.AssetKey(["curated", spec.name])],
+        "deps": [dg.AssetKey(list(p)) for p in parents],
         "group_name": "warehouse",
         "kinds": {"clickhouse", "s3"},
         "owners": OWNERS,
@@ -58,12 +60,17 @@ def _result_metadata(result) -> dict:
 
 # --- catalog tables: daily upserts -------------------------------------------------------------------------------
 def unique_check(
-    ch: ClickHouseResource, spec: Table | Model, null: dict[str, int] | None = None
+    ch: ClickHouseResource, spec: Table | Model, null: dict[str, int] | None = None, scope: str = ""
 ) -> dg.AssetCheckResult:
-    """What queries see has one row per primary key; ``null`` are null keys found in the input (never loaded)."""
+    """What queries see has one row per primary key; ``null`` are null keys found in the input (never loaded).
+
+    ``scope`` (a SQL condition) limits the check to the keys a run wrote, so its cost follows the run's changes.
+    """
     pk = ", ".join(spec.primary_key)
-    live = " WHERE is_deleted = 0" if isinstance(spec, Table) else ""
-    rows, keys = ch.rows(f"SELECT count(), uniqExact({pk}) FROM {DATABASE}.{spec.name} FINAL{live}")[0]
+    where = f"is_deleted = 0 AND ({scope})" if scope else "is_deleted = 0"
+    rows, keys = ch.rows(
+        f"SELECT count(), uniqExact({pk}) FROM {DATABASE}.{spec.name} WHERE {where} SETTINGS {INFER}, {SETTINGS}"
+    )[0]
     null = null or {}
     problems = [f"{rows - keys} duplicate key(s) on ({pk})"] if rows != keys else []
     problems += [f"column {k}: {n} null key(s) in the curated input, not loaded" for k, n in null.items()]
@@ -185,55 +192,135 @@ def warehouse_table_asset(table: Table) -> dg.AssetsDefinition:
             raise dg.Failure(f"warehouse/{table.name} partition {present[0]}..{present[-1]}: null primary key {null}")
         result = load_days(clickhouse, object_store, table, days)
         context.log.info(f"{result.table} {days[0]}..{days[-1]}: {result.rows} changed rows in {result.seconds:.2f} s")
+        pk = ", ".join(table.primary_key)
+        scope = f"({pk}) GLOBAL IN (SELECT {pk} FROM {src})" if src else "0"
         yield dg.MaterializeResult(
             metadata={**_result_metadata(result), "days": len(days)},
-            check_results=[unique_check(clickhouse, table), reconcile_check(clickhouse, oltp, table, days)],
+            check_results=[
+                unique_check(clickhouse, table, scope=scope),
+                reconcile_check(clickhouse, oltp, table, days),
+            ],
         )
 
     return _warehouse
 
 
-# --- conformed models: rebuilt whole -----------------------------------------------------------------------------
+# --- conformed models: the keys their inputs changed ----------------------------------------------------------
+THROUGH = "inputs_through"  # metadata: the last input materialization (event storage id) a model run applied
+CONSISTENT = "matches_full_rebuild"
+
+
+class ModelConfig(dg.Config):
+    full_refresh: bool = False  # rebuild from the inputs' whole current state (e.g. after changing the model's SQL)
+
+
+def _input_days(
+    context: dg.AssetExecutionContext, model: Model, after: int | None
+) -> tuple[dict[str, list[date]], int | None]:
+    """Change days of each input materialized after storage id ``after`` (all of them if None), and the latest id."""
+    days: dict[str, set[date]] = {}
+    latest = after
+    for name in model.depends_on:
+        cursor = None
+        while True:
+            page = context.instance.fetch_materializations(
+                dg.AssetRecordsFilter(asset_key=dg.AssetKey(["warehouse", name]), after_storage_id=after),
+                limit=1000,
+                cursor=cursor,
+                ascending=True,
+            )
+            for record in page.records:
+                if record.partition_key:
+                    days.setdefault(name, set()).add(date.fromisoformat(record.partition_key))
+                latest = max(latest or 0, record.storage_id)
+            if not page.has_more:
+                break
+            cursor = page.cursor
+    return {k: sorted(v) for k, v in days.items()}, latest
+
+
+def _applied_through(context: dg.AssetExecutionContext) -> int | None:
+    event = context.instance.get_latest_materialization_event(context.asset_key)
+    value = event.asset_materialization.metadata.get(THROUGH) if event and event.asset_materialization else None
+    return int(value.value) if value is not None else None
+
+
 def warehouse_model_asset(model: Model) -> dg.AssetsDefinition:
     key = dg.AssetKey(["warehouse", model.name])
+    spec = MODEL_SQL[model.name]
 
     @dg.asset(
         **_common(model),
         automation_condition=ON_ANY_INPUT_UPDATE,
-        code_version="1",
-        check_specs=[dg.AssetCheckSpec(UNIQUE, asset=key, blocking=True, description="One row per primary key.")],
+        code_version="2",
+        check_specs=[
+            dg.AssetCheckSpec(UNIQUE, asset=key, blocking=True, description="One row per primary key (keys written).")
+        ],
         description=describe(
-            f"ClickHouse table `{DATABASE}.{model.name}` ({engine(model)}), loaded by ClickHouse from "
-            f"`{curated_prefix(model.name)}` with `s3()` and swapped in atomically. {model.description}"
+            f"ClickHouse table `{DATABASE}.{model.name}` ({engine(model)}), maintained by ClickHouse from "
+            f"{', '.join(f'`{DATABASE}.{d}`' for d in model.depends_on)}. {model.description} Each run applies the "
+            f"`{spec.grain}` keys changed by the input days materialized since the last run: their rows are computed "
+            "again from the inputs' current state and upserted, vanished rows get delete markers. The first run, "
+            "`full_refresh: true` or changes touching most keys rebuild it whole and swap it in. Read it with `FINAL`."
         ),
     )
     def _warehouse(
-        context: dg.AssetExecutionContext, clickhouse: ClickHouseResource, object_store: ObjectStoreResource
+        context: dg.AssetExecutionContext,
+        config: ModelConfig,
+        clickhouse: ClickHouseResource,
+        object_store: ObjectStoreResource,
     ):
-        result = load_table(clickhouse, object_store, model)
-        context.log.info(f"{result.table}: {result.rows} rows in {result.seconds:.2f} s")
-        return dg.MaterializeResult(metadata=_result_metadata(result), check_results=[unique_check(clickhouse, model)])
+        after = None if config.full_refresh else _applied_through(context)
+        exists = bool(clickhouse.columns(DATABASE, model.name))
+        days, through = _input_days(context, model, after if exists else None)
+        if config.full_refresh or not exists or after is None:
+            result = rebuild(clickhouse, spec)
+        else:
+            result = apply_changes(clickhouse, object_store, spec, days)
+        context.log.info(
+            f"{result.table}: {result.mode}, {result.keys} {spec.grain} key(s), {result.rows} row(s) written "
+            f"({result.deleted} delete marker(s)) in {result.seconds:.2f} s"
+        )
+        return dg.MaterializeResult(
+            metadata={
+                **_result_metadata(result),
+                "mode": result.mode,
+                "changed_keys": result.keys,
+                "delete_markers": result.deleted,
+                "input_days": dg.MetadataValue.json({k: [str(d) for d in v] for k, v in days.items()}),
+                THROUGH: through or 0,  # 0: no input materialized yet, the next run applies every one
+            },
+            check_results=[unique_check(clickhouse, model, scope=result.scope)],
+        )
 
     return _warehouse
 
 
-def model_count_check(model: Model) -> dg.AssetChecksDefinition:
+def consistency_check(spec: ModelSql) -> dg.AssetChecksDefinition:
+    """The incrementally maintained model equals a rebuild from its inputs (rows and a hash of every column).
+
+    It reads whole tables, so it runs on its own daily tick (and in the full lineage), not after every day.
+    """
+
     @dg.asset_check(
-        asset=dg.AssetKey(["warehouse", model.name]),
-        name="row_count_matches_curated",
-        description="Rows in the ClickHouse table equal rows in the curated Parquet it was loaded from.",
+        asset=dg.AssetKey(["warehouse", spec.name]),
+        name=CONSISTENT,
+        description="The model's live rows equal the whole join computed again from its inputs (count + hash).",
+        automation_condition=dg.AutomationCondition.on_cron("0 3 * * *"),
     )
-    def _count(clickhouse: ClickHouseResource, object_store: ObjectStoreResource) -> dg.AssetCheckResult:
-        table = f"{DATABASE}.{model.name}"
-        curated = int(clickhouse.scalar(f"SELECT count() FROM {source(object_store, model.name)}"))
-        loaded = int(clickhouse.scalar(f"SELECT count() FROM {table} FINAL"))
+    def _consistent(clickhouse: ClickHouseResource) -> dg.AssetCheckResult:
+        stored, expected = stored_fingerprint(clickhouse, spec), fingerprint(clickhouse, spec.live(None), spec)
         return dg.AssetCheckResult(
-            passed=curated == loaded,
-            description=None if curated == loaded else f"{table}: curated has {curated} rows, warehouse {loaded}",
-            metadata={"curated_rows": curated, "warehouse_rows": loaded},
+            passed=stored == expected,
+            description=None
+            if stored == expected
+            else f"{DATABASE}.{spec.name} has {stored[0]} live rows, a rebuild gives {expected[0]}"
+            + ("" if stored[0] != expected[0] else " with different values")
+            + "; materialize it with full_refresh to rebuild",
+            metadata={"rows": stored[0], "rebuild_rows": expected[0]},
         )
 
-    return _count
+    return _consistent
 
 
 # --- freshness: the warehouse holds every change day the OLTP has ------------------------------------------------
@@ -269,7 +356,7 @@ def in_step_check(table: Table) -> dg.AssetChecksDefinition:
 warehouse_assets = [*(warehouse_table_asset(t) for t in TABLES), *(warehouse_model_asset(m) for m in MODELS)]
 freshness_checks = [in_step_check(t) for t in TABLES]
 warehouse_asset_checks = [
-    *(model_count_check(m) for m in MODELS),
+    *(consistency_check(MODEL_SQL[m.name]) for m in MODELS),
     *(references_check(t) for t in TABLES if t.foreign_keys),
     *freshness_checks,
 ]

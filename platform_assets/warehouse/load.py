@@ -1,13 +1,12 @@
 """ClickHouse tables built from curated Parquet: ClickHouse pulls the objects itself with ``s3()``.
 
-The table's columns come from the curated Parquet (``DESCRIBE s3(...)``) and, for catalog tables, must equal the
-catalog's types. A load fills a fresh staging table and swaps it in with ``EXCHANGE TABLES``: re-materializing
-gives the same table, never duplicates, and a failed load leaves the previous table untouched.
+The table's columns must equal the catalog's (checked against the curated Parquet with ``DESCRIBE s3(...)``).
+Each run upserts its change days: every row carries its version (``updated_at``) and delete marker into a
+``ReplacingMergeTree``, so re-running a day changes nothing queries see (``FINAL``).
 
 With a cluster (prod: 2 shards; locally: a one-shard cluster in chDB) each table is a local table on every shard
-(``<name>_local``) plus a Distributed table ``<name>`` sharded by the catalog's key. The rows are inserted through
-a Distributed table over the staging tables, so ClickHouse routes each row to its shard; each shard then swaps
-its staging table in. A re-run rebuilds every shard's slice from the same Parquet, so nothing is duplicated.
+(``<name>_local``) plus a Distributed table ``<name>`` sharded by the catalog's key; rows are inserted through the
+Distributed table, so ClickHouse routes each row to its shard.
 """
 
 from __future__ import annotations
@@ -41,16 +40,10 @@ class LoadResult:
     seconds: float
 
 
-def source(store: ObjectStoreResource, name: str) -> str:
-    return store.clickhouse_s3(curated_prefix(name) + "*.parquet")
-
-
 def engine(spec: Table | Model) -> str:
-    """Tables keep every version and delete marker; merges and ``FINAL`` keep the latest version per key and drop
-    keys whose latest version is a delete. Models are rebuilt whole, so they need no delete marker."""
-    if isinstance(spec, Table):
-        return f"ReplacingMergeTree({AUDIT_COLUMN}, {DELETED_COLUMN}) ORDER BY ({', '.join(spec.sort_key)})"
-    return f"ReplacingMergeTree({AUDIT_COLUMN}) ORDER BY ({', '.join(spec.sort_key)})"
+    """Tables and models keep every version and delete marker; merges and ``FINAL`` keep the latest version per
+    key and drop keys whose latest version is a delete."""
+    return f"ReplacingMergeTree({AUDIT_COLUMN}, {DELETED_COLUMN}) ORDER BY ({', '.join(spec.sort_key)})"
 
 
 def table_columns(table: Table) -> list[tuple[str, str]]:
@@ -76,10 +69,8 @@ def distributed_sql(spec: Table | Model, cluster: str, local: str, table: str, o
     )
 
 
-def check_schema(spec: Table | Model, actual: list[tuple[str, str]], where: str = "") -> None:
-    """Base tables must arrive with exactly the catalog's ClickHouse types (models are Spark-defined)."""
-    if not isinstance(spec, Table):
-        return
+def check_schema(spec: Table, actual: list[tuple[str, str]], where: str = "") -> None:
+    """Tables must arrive with exactly the catalog's ClickHouse types."""
     expected = [(c.name, clickhouse_type(c.type)) for c in spec.all_columns] + [(DELETED_COLUMN, "Int8")]
     got = dict(actual)
     for name, typ in expected:
@@ -92,41 +83,12 @@ def check_schema(spec: Table | Model, actual: list[tuple[str, str]], where: str 
         raise WarehouseSchemaError(f"table {spec.name}{where}: unexpected column(s) {extra} in curated Parquet")
 
 
-def source_columns(
-    ch: ClickHouseResource, store: ObjectStoreResource, spec: Table | Model, src: str | None = None
-) -> list[tuple[str, str]]:
+def source_columns(ch: ClickHouseResource, spec: Table, src: str) -> list[tuple[str, str]]:
     try:
-        rows = ch.rows(f"DESCRIBE TABLE {src or source(store, spec.name)} SETTINGS {INFER}")
+        rows = ch.rows(f"DESCRIBE TABLE {src} SETTINGS {INFER}")
     except Exception as exc:
         raise WarehouseSchemaError(f"table {spec.name}: cannot read {curated_prefix(spec.name)}: {exc}") from None
     return [(r[0], r[1]) for r in rows]
-
-
-def load_table(ch: ClickHouseResource, store: ObjectStoreResource, spec: Table | Model) -> LoadResult:
-    started = time.perf_counter()
-    columns = source_columns(ch, store, spec)
-    check_schema(spec, columns)
-    src = source(store, spec.name)
-    cluster, oc = ch.cluster, ch.on_cluster()
-    local = local_name(spec, cluster)
-    with ch.replacing(DATABASE, local, sharded=bool(cluster)) as staging:
-        ch.command(create_sql(staging, columns, engine(spec), oc))
-        target = staging
-        if cluster:  # route rows to their shard through a Distributed table over the staging tables
-            target = f"{DATABASE}.{spec.name}__staging_dist"
-            ch.command(f"DROP TABLE IF EXISTS {target}{oc} SYNC")
-            ch.command(distributed_sql(spec, cluster, staging.split(".", 1)[1], target.split(".", 1)[1], oc))
-        try:
-            ch.command(f"INSERT INTO {target} SELECT * FROM {src} SETTINGS {INFER}, distributed_foreground_insert = 1")
-        finally:
-            if cluster:
-                ch.command(f"DROP TABLE IF EXISTS {target}{oc} SYNC")
-    if cluster:
-        ch.command(distributed_sql(spec, cluster, local, spec.name, oc))
-    rows, size = ch.table_stats(DATABASE, local)
-    return LoadResult(
-        f"{DATABASE}.{spec.name}", rows, size, ch.columns(DATABASE, spec.name), time.perf_counter() - started
-    )
 
 
 def ensure_table(ch: ClickHouseResource, table: Table) -> str:
@@ -192,7 +154,7 @@ def load_days(ch: ClickHouseResource, store: ObjectStoreResource, table: Table, 
         glob = curated_prefix(table.name) + "change_date={" + ",".join(str(d) for d in present) + "}/*.parquet"
         src = store.clickhouse_s3(glob)
         where = f", partition {present[0]}..{present[-1]}"
-        check_schema(table, source_columns(ch, store, table, src), where)
+        check_schema(table, source_columns(ch, table, src), where)
         cols = ", ".join(f"`{n}`" for n, _ in table_columns(table))
         select = ", ".join(f"`{c.name}`" for c in table.all_columns) + f", toUInt8(`{DELETED_COLUMN}`)"
         settings = f"{INFER}, distributed_foreground_insert = 1"

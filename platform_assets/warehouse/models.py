@@ -1,0 +1,253 @@
+"""Conformed models, maintained by ClickHouse from the warehouse tables' current state.
+
+A model is a join of catalog tables (``fct_lineitem`` = lineitem ⋈ orders, ``dim_customer`` = customer ⋈ nation ⋈
+region). Rebuilding it whole on every change costs the size of the tables; instead each run applies only the keys
+its inputs changed:
+
+1. the **affected grain keys** (``l_orderkey`` for ``fct_lineitem``, ``c_custkey`` for ``dim_customer``) come from
+   the inputs' curated change days the run covers (``s3()`` over ``curated/<t>/change_date=<day>/``), each with the
+   latest change time seen for it;
+2. the model's rows of those keys are computed again from the inputs' current state (``FINAL``), read through the
+   tables' primary-key index (``ORDER BY l_orderkey`` / ``c_custkey``), and inserted with version
+   ``greatest(<inputs' updated_at>)``;
+3. rows of those keys that no longer exist (a line or its order deleted) get a delete marker whose version is at
+   least the deletion's.
+
+The model table is a ``ReplacingMergeTree(updated_at, is_deleted)`` like the tables, so applying the same changes
+again adds nothing a query can see, and the order in which days are applied does not matter: every application
+writes the current state of its keys. A first build (or ``full_refresh``, or changes touching most keys) builds a
+fresh table from the whole join and swaps it in atomically.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import date
+
+from platform_assets.catalog import AUDIT_COLUMN, DELETED_COLUMN, MODELS, TABLES_BY_NAME, Model, clickhouse_type
+from platform_assets.warehouse.load import (
+    DATABASE,
+    INFER,
+    LoadResult,
+    create_sql,
+    days_source,
+    distributed_sql,
+    engine,
+    local_name,
+)
+from resources.clickhouse import ClickHouseResource
+from resources.object_store import ObjectStoreResource
+
+W = DATABASE
+# `final = 1`: every input is read as its current state (latest version per key, deleted keys gone);
+# `global`: a subquery over a Distributed table is evaluated once and shipped to the shards.
+SETTINGS = "final = 1, distributed_product_mode = 'global'"
+# Changes touching at least this share of a model's rows rebuild it whole instead (a full load, a large backfill).
+REBUILD_SHARE = 0.5
+
+
+@dataclass(frozen=True)
+class ModelSql:
+    """How one model is computed: its columns, the join, and which grain keys each input's changes affect."""
+
+    model: Model
+    grain: str  # model column whose keys are rebuilt together (all lines of an order; one customer)
+    grain_table: str  # the input table with one row per grain key
+    columns: tuple[tuple[str, str], ...]  # output columns and ClickHouse types (version column included)
+    select: str  # SELECT of the live rows, in column order; ``{keys}`` filters each input to affected grain keys
+    affected: dict[str, str]  # input table -> SELECT key, changed_at over that input's changes ``{changes}``
+
+    @property
+    def name(self) -> str:
+        return self.model.name
+
+    @property
+    def table_columns(self) -> list[tuple[str, str]]:
+        return [*self.columns, (DELETED_COLUMN, "UInt8")]
+
+    def live(self, keys: str | None) -> str:
+        """The model's live rows; only those of grain keys in table ``keys`` when given, else all of them."""
+        return self.select.format(keys=f"GLOBAL IN (SELECT key FROM {keys})" if keys else "IS NOT NULL")
+
+
+def _typed(table: str, *names: str) -> list[tuple[str, str]]:
+    t = TABLES_BY_NAME[table]
+    return [(n, clickhouse_type(t.column(n).type)) for n in names]
+
+
+def _fct_lineitem() -> ModelSql:
+    lineitem = [c.name for c in TABLES_BY_NAME["lineitem"].all_columns]
+    order_cols = ("o_custkey", "o_orderdate", "o_orderstatus", "o_orderpriority", "o_shippriority")
+    line_select = ", ".join(
+        f"greatest(l.{AUDIT_COLUMN}, o.{AUDIT_COLUMN}) AS {AUDIT_COLUMN}" if c == AUDIT_COLUMN else f"l.{c} AS {c}"
+        for c in lineitem
+    )
+    return ModelSql(
+        model=next(m for m in MODELS if m.name == "fct_lineitem"),
+        grain="l_orderkey",
+        grain_table="orders",
+        columns=(
+            *_typed("lineitem", *lineitem),
+            *_typed("orders", *order_cols),
+            ("l_net_revenue", "Decimal(18, 4)"),
+        ),
+        select=f"""
+SELECT {line_select}, {", ".join(f"o.{c} AS {c}" for c in order_cols)},
+       CAST(l.l_extendedprice * (1 - l.l_discount) AS Decimal(18, 4)) AS l_net_revenue
+FROM (SELECT * FROM {W}.lineitem WHERE is_deleted = 0 AND l_orderkey {{keys}}) AS l
+INNER JOIN (
+    SELECT o_orderkey, {", ".join(order_cols)}, {AUDIT_COLUMN} FROM {W}.orders
+    WHERE is_deleted = 0 AND o_orderkey {{keys}}
+) AS o ON l.l_orderkey = o.o_orderkey""",
+        affected={
+            "lineitem": f"SELECT l_orderkey AS key, {AUDIT_COLUMN} AS changed_at FROM {{changes}}",
+            "orders": f"SELECT o_orderkey AS key, {AUDIT_COLUMN} AS changed_at FROM {{changes}}",
+        },
+    )
+
+
+def _dim_customer() -> ModelSql:
+    customer = [c.name for c in TABLES_BY_NAME["customer"].all_columns]
+    cust_select = ", ".join(
+        f"greatest(c.{AUDIT_COLUMN}, n.{AUDIT_COLUMN}, r.{AUDIT_COLUMN}) AS {AUDIT_COLUMN}"
+        if col == AUDIT_COLUMN
+        else f"c.{col} AS {col}"
+        for col in customer
+    )
+    # a customer whose nation (or region) is missing keeps its row, with empty names (left joins)
+    return ModelSql(
+        model=next(m for m in MODELS if m.name == "dim_customer"),
+        grain="c_custkey",
+        grain_table="customer",
+        columns=(*_typed("customer", *customer), *_typed("nation", "n_name"), *_typed("region", "r_name")),
+        select=f"""
+SELECT {cust_select}, n.n_name AS n_name, r.r_name AS r_name
+FROM (SELECT * FROM {W}.customer WHERE is_deleted = 0 AND c_custkey {{keys}}) AS c
+LEFT JOIN (SELECT * FROM {W}.nation WHERE is_deleted = 0) AS n ON c.c_nationkey = n.n_nationkey
+LEFT JOIN (SELECT * FROM {W}.region WHERE is_deleted = 0) AS r ON n.n_regionkey = r.r_regionkey""",
+        affected={
+            "customer": f"SELECT c_custkey AS key, {AUDIT_COLUMN} AS changed_at FROM {{changes}}",
+            # a nation or region renamed changes every customer in it
+            "nation": f"SELECT c.c_custkey AS key, n.{AUDIT_COLUMN} AS changed_at FROM {W}.customer AS c "
+            "INNER JOIN {changes} AS n ON c.c_nationkey = n.n_nationkey",
+            "region": f"SELECT c.c_custkey AS key, r.{AUDIT_COLUMN} AS changed_at FROM {W}.customer AS c "
+            f"INNER JOIN {W}.nation AS n ON c.c_nationkey = n.n_nationkey "
+            "INNER JOIN {changes} AS r ON n.n_regionkey = r.r_regionkey",
+        },
+    )
+
+
+MODEL_SQL: dict[str, ModelSql] = {m.name: m for m in (_fct_lineitem(), _dim_customer())}
+if set(MODEL_SQL) != {m.name for m in MODELS}:
+    raise RuntimeError("every catalog model needs its SQL in platform_assets/warehouse/models.py")
+
+
+@dataclass
+class ModelResult(LoadResult):
+    mode: str = "incremental"  # or "rebuild"
+    keys: int = 0  # affected grain keys
+    deleted: int = 0  # delete markers written
+    scope: str = ""  # SQL condition selecting the model rows this run wrote ("" = all)
+
+
+def rebuild(ch: ClickHouseResource, spec: ModelSql) -> ModelResult:
+    """The whole model from the inputs' current state, into fresh tables swapped in atomically (every shard)."""
+    started = time.perf_counter()
+    cluster, oc = ch.cluster, ch.on_cluster()
+    local = local_name(spec.model, cluster)
+    cols = ", ".join(f"`{n}`" for n, _ in spec.table_columns)
+    with ch.replacing(W, local, sharded=bool(cluster)) as staging:
+        ch.command(create_sql(staging, spec.table_columns, engine(spec.model), oc))
+        target = staging
+        if cluster:  # route rows to their shard through a Distributed table over the staging tables
+            target = f"{W}.{spec.name}__staging_dist"
+            ch.command(f"DROP TABLE IF EXISTS {target}{oc} SYNC")
+            ch.command(distributed_sql(spec.model, cluster, staging.split(".", 1)[1], target.split(".", 1)[1], oc))
+        try:
+            ch.command(
+                f"INSERT INTO {target} ({cols}) SELECT *, 0 FROM ({spec.live(None)}) "
+                f"SETTINGS {SETTINGS}, distributed_foreground_insert = 1"
+            )
+        finally:
+            if cluster:
+                ch.command(f"DROP TABLE IF EXISTS {target}{oc} SYNC")
+    if cluster:
+        ch.command(distributed_sql(spec.model, cluster, local, spec.name, oc))
+    rows, size = ch.table_stats(W, local)
+    seconds = time.perf_counter() - started
+    return ModelResult(f"{W}.{spec.name}", rows, size, ch.columns(W, spec.name), seconds, mode="rebuild")
+
+
+def affected_sql(ch: ClickHouseResource, store: ObjectStoreResource, spec: ModelSql, days: dict[str, list[date]]):
+    """SELECT key, changed_at over every input's curated changes of its ``days`` (None if there are none)."""
+    parts = []
+    for table, sql in spec.affected.items():
+        src, _ = days_source(store, TABLES_BY_NAME[table], days.get(table, []))
+        if src:
+            parts.append(sql.format(changes=src))
+    if not parts:
+        return None
+    return f"SELECT key, max(changed_at) AS changed_at FROM ({' UNION ALL '.join(parts)}) GROUP BY key"
+
+
+def apply_changes(
+    ch: ClickHouseResource, store: ObjectStoreResource, spec: ModelSql, days: dict[str, list[date]]
+) -> ModelResult:
+    """Bring the model's rows of every grain key its inputs changed on ``days`` (per input) to their current state."""
+    started = time.perf_counter()
+    target = f"{W}.{spec.name}"
+    if not ch.columns(W, spec.name):  # first build
+        return rebuild(ch, spec)
+    select = affected_sql(ch, store, spec, days)
+    if select is None:
+        _, size = ch.table_stats(W, local_name(spec.model, ch.cluster))
+        return ModelResult(target, 0, size, ch.columns(W, spec.name), time.perf_counter() - started, scope="0")
+    changed = f"{W}.`{spec.name}__changes_{uuid.uuid4().hex[:8]}`"  # this run's keys, on the node running it
+    ch.command(f"CREATE TABLE {changed} ENGINE = Memory AS {select} SETTINGS {INFER}, {SETTINGS}")
+    try:
+        keys = int(ch.scalar(f"SELECT count() FROM {changed}"))
+        # grain keys in the warehouse (row versions, from table metadata: no scan)
+        grains, _ = ch.table_stats(W, local_name(TABLES_BY_NAME[spec.grain_table], ch.cluster))
+        if keys and keys >= REBUILD_SHARE * grains:
+            result = rebuild(ch, spec)
+            result.keys = keys
+            return result
+        cols = ", ".join(f"`{n}`" for n, _ in spec.table_columns)
+        settings = f"SETTINGS {SETTINGS}, distributed_foreground_insert = 1"
+        live = spec.live(changed)
+        before = int(ch.scalar(f"SELECT count() FROM ({live}) SETTINGS {SETTINGS}"))
+        ch.command(f"INSERT INTO {target} ({cols}) SELECT *, 0 FROM ({live}) {settings}")
+        # rows of the affected keys that are gone: a delete marker, versioned at the latest change of their key
+        pk = ", ".join(spec.model.primary_key)
+        gone = ", ".join(
+            f"greatest(f.{AUDIT_COLUMN}, c.changed_at)" if n == AUDIT_COLUMN else f"f.{n}" for n, _ in spec.columns
+        )
+        markers = (
+            f"SELECT {gone}, 1 FROM {target} AS f GLOBAL INNER JOIN {changed} AS c ON f.{spec.grain} = c.key "
+            f"WHERE f.{DELETED_COLUMN} = 0 AND f.{spec.grain} GLOBAL IN (SELECT key FROM {changed}) "
+            f"AND ({', '.join(f'f.{k}' for k in spec.model.primary_key)}) "
+            f"GLOBAL NOT IN (SELECT {pk} FROM ({live}))"
+        )
+        deleted = int(ch.scalar(f"SELECT count() FROM ({markers}) SETTINGS {SETTINGS}"))
+        if deleted:
+            ch.command(f"INSERT INTO {target} ({cols}) {markers} {settings}")
+    finally:
+        ch.command(f"DROP TABLE IF EXISTS {changed} SYNC")
+    _, size = ch.table_stats(W, local_name(spec.model, ch.cluster))
+    return ModelResult(
+        target, before + deleted, size, ch.columns(W, spec.name), time.perf_counter() - started, keys=keys,
+        deleted=deleted, scope=f"{spec.grain} GLOBAL IN (SELECT key FROM ({select}))",
+    )  # fmt: skip
+
+
+def fingerprint(ch: ClickHouseResource, sql: str, spec: ModelSql) -> tuple[int, int]:
+    """(rows, order-independent hash of every column) of ``sql``'s live model rows."""
+    cols = ", ".join(n for n, _ in spec.columns)
+    row = ch.rows(f"SELECT count(), sum(cityHash64({cols})) FROM ({sql}) SETTINGS {SETTINGS}")[0]
+    return int(row[0]), int(row[1])
+
+
+def stored_fingerprint(ch: ClickHouseResource, spec: ModelSql) -> tuple[int, int]:
+    return fingerprint(ch, f"SELECT * FROM {W}.{spec.name} WHERE {DELETED_COLUMN} = 0", spec)
