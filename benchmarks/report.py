@@ -143,6 +143,7 @@ def incremental(inc: Measured, e2e: Measured) -> dict[str, Any]:
         "full_load_s": full_s,
         "ratio_vs_full_load": r["wall_s"] / full_s if full_s else None,
         "process_wall_s": inc.wall_s,
+        "simulate_s": r.get("simulate_s"),
         "full_load_process_wall_s": e2e.wall_s,
         "peak_rss_gb": inc.peak_rss_bytes / GB,
         "rows_per_s": r["rows_changed"] / r["wall_s"] if r["wall_s"] else None,
@@ -172,6 +173,8 @@ def incremental_lines(inc: dict[str, Any] | None) -> list[str]:
         f"engine s {_layers(t['engine_s_by_layer'])}; rows {_layers(t['rows_by_layer'], '{:,.0f}')}",
         f"  models + marts (automation, {m['runs']} run(s), {m['assets']} assets): {m['wall_s']:.1f} s "
         f"({_f(m['share_of_day'] and m['share_of_day'] * 100, '{:.0f}')}%); engine s {_layers(m['engine_s_by_layer'])}",
+        f"  not part of the day: simulating it in the OLTP {_f(inc.get('simulate_s'))} s; the measuring process "
+        f"{inc['process_wall_s']:.1f} s in all",
     ]
 
 

@@ -93,6 +93,7 @@ def test_incremental_day_against_the_full_load() -> None:
             "sensor_s": 1.0,
             "tables_run_s": 14.0,
             "automation_s": 10.0,
+            "simulate_s": 12.5,
             "tables": _inc_run({"raw/orders": 1.0, "curated/orders": 4.0, "warehouse/orders": 0.5}, 2.0),
             "models": _inc_run({"curated/fct_lineitem": 5.0, "marts/q1": 1.0}, 0.5),
         },
@@ -110,6 +111,7 @@ def test_incremental_day_against_the_full_load() -> None:
     assert "= 0.25x the full load's run (100.0 s" in text
     assert "partitioned tables (sensor tick 1.0 s + incremental_changes run 14.0 s, 3 assets): 15.0 s (60%)" in text
     assert "models + marts (automation, 1 run(s), 2 assets): 10.0 s (40%)" in text
+    assert "not part of the day: simulating it in the OLTP 12.5 s; the measuring process 45.0 s in all" in text
     assert report.incremental_lines(None) == [f"{'incr. day':10s} {report.NOT_MEASURED}"]
 
 
