@@ -62,19 +62,22 @@ def run_automation(defs: dg.Definitions, instance: dg.DagsterInstance, cursor=No
     """Evaluate the automation conditions and materialize what they request, until nothing more is requested."""
     applied = Applied()
     global_job = defs.resolve_implicit_global_asset_job_def()
+    graph = defs.resolve_asset_graph()
     for _ in range(rounds):
         result = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=cursor)
         cursor = result.cursor
         if not result.total_requested:
             break
         by_partition: dict[str | None, list[dg.AssetKey]] = defaultdict(list)
-        for key in defs.resolve_asset_graph().get_all_asset_keys():
+        for key in graph.get_all_asset_keys():
             for partition in result.get_requested_partitions(key):
                 by_partition[partition].append(key)
         for partition, keys in by_partition.items():
+            # as the daemon does: checks with their own automation condition do not ride along
+            checks = graph.get_check_keys_for_assets(set(keys))
+            riding = {k for k in checks if graph.get(k).automation_condition is None}
+            job = global_job.get_subset(asset_selection=set(keys), asset_check_selection=riding)
             applied.results.append(
-                global_job.execute_in_process(
-                    instance=instance, partition_key=partition, asset_selection=keys, raise_on_error=False
-                )
+                job.execute_in_process(instance=instance, partition_key=partition, raise_on_error=False)
             )
     return applied, cursor
