@@ -214,32 +214,42 @@ def apply_changes(
             result = rebuild(ch, spec)
             result.keys = keys
             return result
-        cols = ", ".join(f"`{n}`" for n, _ in spec.table_columns)
-        settings = f"SETTINGS {SETTINGS}, distributed_foreground_insert = 1"
-        live = spec.live(changed)
-        before = int(ch.scalar(f"SELECT count() FROM ({live}) SETTINGS {SETTINGS}"))
-        ch.command(f"INSERT INTO {target} ({cols}) SELECT *, 0 FROM ({live}) {settings}")
-        # rows of the affected keys that are gone: a delete marker, versioned at the latest change of their key
-        pk = ", ".join(spec.model.primary_key)
-        gone = ", ".join(
-            f"greatest(f.{AUDIT_COLUMN}, c.changed_at)" if n == AUDIT_COLUMN else f"f.{n}" for n, _ in spec.columns
-        )
-        markers = (
-            f"SELECT {gone}, 1 FROM {target} AS f GLOBAL INNER JOIN {changed} AS c ON f.{spec.grain} = c.key "
-            f"WHERE f.{DELETED_COLUMN} = 0 AND f.{spec.grain} GLOBAL IN (SELECT key FROM {changed}) "
-            f"AND ({', '.join(f'f.{k}' for k in spec.model.primary_key)}) "
-            f"GLOBAL NOT IN (SELECT {pk} FROM ({live}))"
-        )
-        deleted = int(ch.scalar(f"SELECT count() FROM ({markers}) SETTINGS {SETTINGS}"))
-        if deleted:
-            ch.command(f"INSERT INTO {target} ({cols}) {markers} {settings}")
+        written, deleted = upsert_keys(ch, spec, changed)
     finally:
         ch.command(f"DROP TABLE IF EXISTS {changed} SYNC")
     _, size = ch.table_stats(W, local_name(spec.model, ch.cluster))
     return ModelResult(
-        target, before + deleted, size, ch.columns(W, spec.name), time.perf_counter() - started, keys=keys,
+        target, written, size, ch.columns(W, spec.name), time.perf_counter() - started, keys=keys,
         deleted=deleted, scope=f"{spec.grain} GLOBAL IN (SELECT key FROM ({select}))",
     )  # fmt: skip
+
+
+def upsert_keys(ch: ClickHouseResource, spec: ModelSql, changed: str) -> tuple[int, int]:
+    """Upsert the current rows of the grain keys in table ``changed`` (key, changed_at); mark vanished rows deleted.
+
+    Returns (rows written, of which delete markers).
+    """
+    target = f"{W}.{spec.name}"
+    cols = ", ".join(f"`{n}`" for n, _ in spec.table_columns)
+    settings = f"SETTINGS {SETTINGS}, distributed_foreground_insert = 1"
+    live = spec.live(changed)
+    upserted = int(ch.scalar(f"SELECT count() FROM ({live}) SETTINGS {SETTINGS}"))
+    ch.command(f"INSERT INTO {target} ({cols}) SELECT *, 0 FROM ({live}) {settings}")
+    # rows of the affected keys that are gone: a delete marker, versioned at the latest change of their key
+    pk = ", ".join(spec.model.primary_key)
+    gone = ", ".join(
+        f"greatest(f.{AUDIT_COLUMN}, c.changed_at)" if n == AUDIT_COLUMN else f"f.{n}" for n, _ in spec.columns
+    )
+    markers = (
+        f"SELECT {gone}, 1 FROM {target} AS f GLOBAL INNER JOIN {changed} AS c ON f.{spec.grain} = c.key "
+        f"WHERE f.{DELETED_COLUMN} = 0 AND f.{spec.grain} GLOBAL IN (SELECT key FROM {changed}) "
+        f"AND ({', '.join(f'f.{k}' for k in spec.model.primary_key)}) "
+        f"GLOBAL NOT IN (SELECT {pk} FROM ({live}))"
+    )
+    deleted = int(ch.scalar(f"SELECT count() FROM ({markers}) SETTINGS {SETTINGS}"))
+    if deleted:
+        ch.command(f"INSERT INTO {target} ({cols}) {markers} {settings}")
+    return upserted + deleted, deleted
 
 
 def fingerprint(ch: ClickHouseResource, sql: str, spec: ModelSql) -> tuple[int, int]:
