@@ -7,6 +7,8 @@ does (``extract_days`` per table, one after the other), into a scratch bucket (t
 * ``table_scan`` / ``index_query``: one read path forced for every table;
 * ``rev:<git revision>``: ``extract_days`` as committed at that revision (e.g. ``rev:HEAD`` before a change).
 
+The bucket is emptied first, so every variant writes where nothing is to be replaced, as the full load does.
+
 Variants are interleaved round by round, so a noisy machine slows them alike. Reported per variant: the median
 of the rounds' summed ``extract_days`` seconds, each table's median, wall and peak RSS of the process.
 """
@@ -54,6 +56,7 @@ def extract_all(variant: str, day: str | None) -> dict[str, Any]:
     the_day = date.fromisoformat(day) if day else SEED_TIMESTAMP.date()
     pg, store = oltp(), object_store()
     store.ensure_bucket()
+    store.delete_keys([k for k, _ in store.list_keys("")])  # into an empty bucket, as a full load (nothing to replace)
     if variant.startswith("rev:"):
         module = _at_revision(variant[4:])
         kwargs = {}

@@ -49,6 +49,17 @@ def reset() -> dict[str, Any]:
     return {"seconds": time.perf_counter() - started}
 
 
+def reset_raw() -> dict[str, Any]:
+    """Empty ``raw/``: extracting a layer again alone then does the full load's work, into an empty lake (a re-run
+    would also find and delete the objects it replaces)."""
+    from benchmarks.common import object_store
+
+    started = time.perf_counter()
+    store = object_store()
+    store.delete_keys([k for k, _ in store.list_keys("raw/")])
+    return {"seconds": time.perf_counter() - started}
+
+
 def reset_warehouse() -> dict[str, Any]:
     """Drop the warehouse tables: loading a layer again alone then does the full load's work, into empty tables
     (a re-load into the loaded tables would insert every version a second time)."""
@@ -71,6 +82,7 @@ def run(task: str, p: dict[str, Any]) -> dict[str, Any]:
         "seed": lambda: seed(sf),
         "mirror": lambda: mirror(sf, p["prefixes"]),
         "reset": reset,
+        "reset_raw": reset_raw,
         "reset_warehouse": reset_warehouse,
         "ours": lambda: ours.run_layer(p.get("layer"), STARTED),
         "incremental": lambda: ours.incremental_day(float(p["change_rate"]), STARTED),
