@@ -109,25 +109,24 @@ def incremental(inc: Measured, e2e: Measured) -> dict[str, Any]:
     full_s = e2e.result["execute_in_process_s"]
     full_rows = sum(a["rows"] for k, a in e2e.result["assets"].items() if k.startswith("raw/"))
     tables, models = r["tables"], r["models"]
+
+    def part(summary: dict, wall_s: float) -> dict:
+        return {
+            "wall_s": wall_s,
+            "engine_s_by_layer": _by_layer(summary["assets"]),
+            "rows_by_layer": _by_layer(summary["assets"], "rows"),
+            "check_steps_s": summary["check_steps_s"],
+            "assets": len(summary["assets"]),
+            "runs": len(summary["run_ids"]),
+        }
+
     parts = {
         "partitioned_tables": {
-            "wall_s": r["sensor_s"] + r["tables_run_s"],
+            **part(tables, r["sensor_s"] + r["tables_run_s"]),
             "sensor_s": r["sensor_s"],
             "run_s": r["tables_run_s"],
-            "engine_s_by_layer": _by_layer(tables["assets"]),
-            "rows_by_layer": _by_layer(tables["assets"], "rows"),
-            "check_steps_s": tables["check_steps_s"],
-            "assets": len(tables["assets"]),
-            "runs": len(tables["run_ids"]),
         },
-        "models_and_marts": {
-            "wall_s": r["automation_s"],
-            "engine_s_by_layer": _by_layer(models["assets"]),
-            "rows_by_layer": _by_layer(models["assets"], "rows"),
-            "check_steps_s": models["check_steps_s"],
-            "assets": len(models["assets"]),
-            "runs": len(models["run_ids"]),
-        },
+        "models_and_marts": part(models, r["automation_s"]),
     }
     for part in parts.values():
         part["share_of_day"] = part["wall_s"] / r["wall_s"] if r["wall_s"] else None
