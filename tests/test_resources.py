@@ -46,6 +46,8 @@ def test_object_store_down_and_bad_credentials(object_store):
                                aws_secret_access_key="b", max_attempts=1)  # fmt: skip
     with pytest.raises(ServiceUnavailableError, match=rf"object-store-s3 on vps_1 .* http://127.0.0.1:{port}"):
         down.ping()
+    object_store.ping()  # the fixture's resource now holds a client; a copy with other credentials must not use it
+    assert object_store.client() is object_store.client()
     wrong = object_store.model_copy(update={"aws_secret_access_key": "not-the-secret"})
     with pytest.raises(ServiceUnavailableError, match="object-store-s3 on vps_1"):
         wrong.ping()
