@@ -5,12 +5,13 @@ Catalog tables take their curated changes day by day (upserts by primary key wit
 deletes as markers); a conformed model applies the keys its inputs changed since it last ran (``models.py``).
 """
 
+import time
 from datetime import UTC, date, timedelta
 
 import dagster as dg
 
 from platform_assets.catalog import MODELS, TABLES, TABLES_BY_NAME, Model, Table
-from platform_assets.metadata import OWNERS, column_schema, describe, node_tags, timing
+from platform_assets.metadata import CHECK_SECONDS, OWNERS, column_schema, describe, node_tags, timing
 from platform_assets.partitions import DAILY, ON_ANY_INPUT_UPDATE, ON_NEW_PARENT, SINGLE_RUN, days_of
 from platform_assets.paths import curated_prefix
 from platform_assets.warehouse import reconcile as rc
@@ -185,7 +186,9 @@ def warehouse_table_asset(table: Table) -> dg.AssetsDefinition:
     ):
         days = days_of(context)
         src, present = days_source(object_store, table, days)
+        started = time.perf_counter()
         null = null_keys(clickhouse, src, table) if src else {}
+        checking = time.perf_counter() - started
         if null:  # a key-less row cannot be upserted: record the failed check and load nothing
             ensure_table(clickhouse, table)
             yield unique_check(clickhouse, table, null)
@@ -194,12 +197,12 @@ def warehouse_table_asset(table: Table) -> dg.AssetsDefinition:
         context.log.info(f"{result.table} {days[0]}..{days[-1]}: {result.rows} changed rows in {result.seconds:.2f} s")
         pk = ", ".join(table.primary_key)
         scope = f"({pk}) GLOBAL IN (SELECT {pk} FROM {src})" if src else "0"
+        started = time.perf_counter()
+        checks = [unique_check(clickhouse, table, scope=scope), reconcile_check(clickhouse, oltp, table, days)]
+        checking += time.perf_counter() - started
         yield dg.MaterializeResult(
-            metadata={**_result_metadata(result), "days": len(days)},
-            check_results=[
-                unique_check(clickhouse, table, scope=scope),
-                reconcile_check(clickhouse, oltp, table, days),
-            ],
+            metadata={**_result_metadata(result), "days": len(days), CHECK_SECONDS: round(checking, 3)},
+            check_results=checks,
         )
 
     return _warehouse
@@ -281,16 +284,19 @@ def warehouse_model_asset(model: Model) -> dg.AssetsDefinition:
             f"{result.table}: {result.mode}, {result.keys} {spec.grain} key(s), {result.rows} row(s) written "
             f"({result.deleted} delete marker(s)) in {result.seconds:.2f} s"
         )
+        started = time.perf_counter()
+        check = unique_check(clickhouse, model, scope=result.scope)
         return dg.MaterializeResult(
             metadata={
                 **_result_metadata(result),
+                CHECK_SECONDS: round(time.perf_counter() - started, 3),
                 "mode": result.mode,
                 "changed_keys": result.keys,
                 "delete_markers": result.deleted,
                 "input_days": dg.MetadataValue.json({k: [str(d) for d in v] for k, v in days.items()}),
                 THROUGH: through or 0,  # 0: no input materialized yet, the next run applies every one
             },
-            check_results=[unique_check(clickhouse, model, scope=result.scope)],
+            check_results=[check],
         )
 
     return _warehouse
