@@ -65,7 +65,7 @@ def end_to_end(e2e: Measured, rows: list[dict[str, Any]]) -> dict[str, Any]:
     """Dagster overhead = job wall - engine work (Σ asset ``seconds``) - asset checks (their own steps, and the
     checks an asset's step runs itself)."""
     r = e2e.result
-    in_step = r.get("in_step_checks_s", 0.0)  # absent in runs recorded before it was measured
+    in_step = r["in_step_checks_s"]
     wall, engine, checks = e2e.wall_s, r["engine_s"], r["check_steps_s"] + in_step
     overhead = wall - engine - checks
     by_layer: dict[str, float] = {}
@@ -118,7 +118,7 @@ def incremental(inc: Measured, e2e: Measured) -> dict[str, Any]:
             "wall_s": wall_s,
             "engine_s_by_layer": _by_layer(summary["assets"]),
             "rows_by_layer": _by_layer(summary["assets"], "rows"),
-            "check_steps_s": summary["check_steps_s"] + summary.get("in_step_checks_s", 0.0),
+            "check_steps_s": summary["check_steps_s"] + summary["in_step_checks_s"],
             "assets": len(summary["assets"]),
             "runs": len(summary["run_ids"]),
         }
@@ -212,7 +212,7 @@ def render(
     out.append(
         f"Dagster overhead: {e2e['dagster_overhead_s']:.1f} s of {e2e['wall_s']:.1f} s end to end "
         f"({e2e['dagster_overhead_share']:.0%}) = wall - engine work {e2e['engine_s']:.1f} s (Σ asset 'seconds') "
-        f"- asset checks {e2e['check_steps_s']:.1f} s (of which {e2e.get('in_step_checks_s', 0.0):.1f} s inside "
+        f"- asset checks {e2e['check_steps_s']:.1f} s (of which {e2e['in_step_checks_s']:.1f} s inside "
         "asset steps)"
     )
     out.append("  " + "; ".join(f"{k} {v:.1f} s" for k, v in e2e["overhead_breakdown_s"].items()))

@@ -63,10 +63,11 @@ def test_report_ratios_targets_and_overhead() -> None:
     assert report.NOT_MEASURED in text
 
 
-def _inc_run(assets: dict[str, float], checks_s: float) -> dict:
+def _inc_run(assets: dict[str, float], checks_s: float, in_step_s: float = 0.0) -> dict:
     return {
         "assets": {k: {"step": f"r:{k}", "seconds": s, "rows": 100, "bytes": 1000} for k, s in assets.items()},
         "check_steps_s": checks_s,
+        "in_step_checks_s": in_step_s,
         "checks_passed": 2,
         "checks_total": 2,
         "failed_checks": [],
@@ -96,7 +97,7 @@ def test_incremental_day_against_the_full_load() -> None:
             "tables_run_s": 14.0,
             "automation_s": 10.0,
             "simulate_s": 12.5,
-            "tables": _inc_run({"raw/orders": 1.0, "curated/orders": 4.0, "warehouse/orders": 0.5}, 2.0),
+            "tables": _inc_run({"raw/orders": 1.0, "curated/orders": 4.0, "warehouse/orders": 0.5}, 2.0, 0.25),
             "models": _inc_run({"curated/fct_lineitem": 5.0, "marts/q1": 1.0}, 0.5),
         },
     )
@@ -106,6 +107,7 @@ def test_incremental_day_against_the_full_load() -> None:
     tables, models = summary["parts"]["partitioned_tables"], summary["parts"]["models_and_marts"]
     assert tables["wall_s"] == 15.0 and tables["share_of_day"] == 0.6 and models["share_of_day"] == 0.4
     assert tables["engine_s_by_layer"] == {"raw": 1.0, "curated": 4.0, "warehouse": 0.5}
+    assert tables["check_steps_s"] == 2.25 and models["check_steps_s"] == 0.5  # check steps + checks inside steps
     assert models["engine_s_by_layer"] == {"curated": 5.0, "marts": 1.0}
     assert summary["checks"] == "4/4 passed" and summary["rows_per_s"] == 200.0
     text = "\n".join(report.incremental_lines(summary))
