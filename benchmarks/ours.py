@@ -124,7 +124,7 @@ def incremental_day(change_rate: float, worker_started: float) -> dict[str, Any]
 
     from benchmarks.common import oltp
     from platform_assets.automation.local_runs import evaluate_sensor, execute_requests, run_automation
-    from platform_assets.automation.oltp_changes import SENSOR, scan
+    from platform_assets.automation.oltp_changes import SENSOR, current_cursor, scan
     from platform_assets.definitions import defs
     from platform_assets.oltp.simulate import simulate
 
@@ -132,7 +132,7 @@ def incremental_day(change_rate: float, worker_started: float) -> dict[str, Any]
     pg = oltp()
     defs_loaded = time.perf_counter()
     with dg.DagsterInstance.get() as instance:
-        before = scan(pg, {}).cursor  # the sensor's view right after the full load
+        before = current_cursor(pg)  # the sensor's view right after the full load
         automation = dg.evaluate_automation_conditions(defs=definitions, instance=instance).cursor
         cursors_s = time.perf_counter() - defs_loaded
 

@@ -4,6 +4,7 @@ python -m platform_assets.cli seed [--sf 0.01]
 python -m platform_assets.cli demo [--sf 0.01] [--day-change-rate 0.01]
 python -m platform_assets.cli run                  # full_lineage over every change day in the OLTP
 python -m platform_assets.cli simulate --days n    # n days of OLTP activity (the sensor picks them up)
+python -m platform_assets.cli install-capture      # add change capture to an existing OLTP database (idempotent)
 """
 
 from __future__ import annotations
@@ -31,6 +32,22 @@ def _seed(scale_factor: float) -> None:
         f"seeded TPC-H SF={scale_factor}: {total:,} rows in {report.seconds:.1f} s "
         + ", ".join(f"{k}={v:,}" for k, v in report.rows.items())
     )
+
+
+def _install_capture() -> int:
+    from platform_assets.oltp.capture import capture_sql
+    from resources.environments import oltp_resource
+    from resources.settings import platform_env
+
+    with (
+        oltp_resource(platform_env()).process_config_and_initialize_cm() as oltp,
+        oltp.connect() as conn,
+        conn.transaction(),
+    ):
+        for sql in capture_sql():
+            conn.execute(sql)
+    print(f"change capture installed on {oltp.endpoint}")
+    return 0
 
 
 def _simulate(days: int, seed: int, change_rate: float) -> int:
@@ -125,14 +142,14 @@ def second_day(change_rate: float = 0.01) -> int:
     import dagster as dg
 
     from platform_assets.automation.local_runs import evaluate_sensor, execute_requests, run_automation
-    from platform_assets.automation.oltp_changes import SENSOR, scan
+    from platform_assets.automation.oltp_changes import SENSOR, current_cursor
     from platform_assets.definitions import defs
     from platform_assets.oltp.simulate import simulate
 
     definitions = defs()
     stack, oltp = _resources(definitions)
     with stack, dg.DagsterInstance.get() as instance:
-        cursor = json.dumps(scan(oltp, {}).cursor)  # the sensor's view right after the full load
+        cursor = json.dumps(current_cursor(oltp))  # the sensor's view right after the full load
         automation = dg.evaluate_automation_conditions(defs=definitions, instance=instance).cursor  # its first tick
         report = simulate(oltp, 1, 42, change_rate).days[0]
         print(
@@ -172,7 +189,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--days", type=int, default=1)
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--change-rate", type=float, default=0.01)
+    sub.add_parser("install-capture", help="add change capture (triggers, tombstones) to an existing OLTP database")
     args = parser.parse_args(argv)
+    if args.command == "install-capture":
+        return _install_capture()
     if args.command == "simulate":
         return _simulate(args.days, args.seed, args.change_rate)
     if args.command in ("seed", "demo"):

@@ -14,6 +14,7 @@ from platform_assets.marts.assets import defs as marts_defs
 from platform_assets.oltp.assets import defs as oltp_defs
 from platform_assets.raw.assets import defs as raw_defs
 from platform_assets.warehouse.assets import defs as warehouse_defs
+from platform_assets.warehouse.divergence import defs as divergence_defs
 from resources.environments import executor_def, resource_defs
 
 __all__ = ["INCREMENTAL_JOB", "LINEAGE_JOB", "defs"]
@@ -26,6 +27,7 @@ def defs() -> dg.Definitions:
         raw_defs,
         curated_defs,
         warehouse_defs,
+        divergence_defs,
         marts_defs,
         schedule_defs,
         failure_defs,

@@ -7,20 +7,25 @@ from datetime import UTC, date
 import dagster as dg
 
 from platform_assets.catalog import AUDIT_COLUMN, TABLES
-from platform_assets.oltp.schema import TOMBSTONES
+from platform_assets.oltp.capture import TOMBSTONE_TABLE
+from platform_assets.warehouse.table_diff import MATCHES_OLTP
 from resources.oltp_postgres import OltpPostgresResource
 
 LINEAGE_JOB = "full_lineage"
 INCREMENTAL_JOB = "incremental_changes"
 
+# Whole-table comparisons with the OLTP run on their own cadence (daily, on demand), never inside a day's run.
+WHOLE_TABLE_CHECK_KEYS = frozenset(dg.AssetCheckKey(dg.AssetKey(["warehouse", t.name]), MATCHES_OLTP) for t in TABLES)
+WHOLE_TABLE_CHECKS = dg.AssetSelection.checks(*WHOLE_TABLE_CHECK_KEYS)
 # The daily-partitioned layers: one partition of each is a day of changes of one table.
-PARTITIONED = dg.AssetSelection.key_prefixes(["raw"]) | dg.AssetSelection.assets(
-    *(dg.AssetKey([layer, t.name]) for layer in ("curated", "warehouse") for t in TABLES)
-)
+PARTITIONED = (
+    dg.AssetSelection.key_prefixes(["raw"])
+    | dg.AssetSelection.assets(*(dg.AssetKey([layer, t.name]) for layer in ("curated", "warehouse") for t in TABLES))
+) - WHOLE_TABLE_CHECKS
 
 full_lineage_job = dg.define_asset_job(
     LINEAGE_JOB,
-    selection=dg.AssetSelection.all(),
+    selection=dg.AssetSelection.all() - WHOLE_TABLE_CHECKS,
     description="Materialize the whole lineage for a range of change days: OLTP → raw → curated → warehouse → "
     "models → marts. Run over every day with changes it is a full load.",
 )
@@ -41,7 +46,7 @@ def range_tags(start: date | str, end: date | str) -> dict[str, str]:
 def changed_days(oltp: OltpPostgresResource) -> tuple[date, date]:
     """First and last day with a change (row or delete) in the OLTP: the range of a full load."""
     parts = [f"SELECT min({AUDIT_COLUMN}) lo, max({AUDIT_COLUMN}) hi FROM {t.name}" for t in TABLES]
-    parts.append(f"SELECT min(deleted_at), max(deleted_at) FROM {TOMBSTONES}")
+    parts.append(f"SELECT min(deleted_at), max(deleted_at) FROM {TOMBSTONE_TABLE}")
     with oltp.connect() as conn:
         lo, hi = conn.execute(f"SELECT min(lo), max(hi) FROM ({' UNION ALL '.join(parts)}) s").fetchone()
     if lo is None:

@@ -1,7 +1,9 @@
 """Daily partitions keyed by the change date (the day of ``updated_at``), shared by raw, curated and warehouse.
 
 A partition holds the rows whose latest change happened that day, plus that day's deletes. The first partition is
-the day the OLTP was seeded (the initial load); the simulator and production write the days after it.
+the day the OLTP was seeded (the initial load); the simulator and production write the days after it. The current
+day (UTC) is a partition too (``end_offset=1``): what an application commits now is loaded within a sensor tick, and
+today's partition is re-run, replacing itself, as more changes arrive.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import dagster as dg
 
 from platform_assets.oltp.seed import SEED_TIMESTAMP
 
-DAILY = dg.DailyPartitionsDefinition(start_date=SEED_TIMESTAMP.strftime("%Y-%m-%d"), timezone="UTC")
+DAILY = dg.DailyPartitionsDefinition(start_date=SEED_TIMESTAMP.strftime("%Y-%m-%d"), timezone="UTC", end_offset=1)
 
 # Each run handles its whole partition range in one step: a backfill of n days is one extract, one Spark job and
 # one ClickHouse insert, and gives the same result as n daily runs.

@@ -1,12 +1,13 @@
 """Schedules, sensors and automation conditions as declared (no stack): what runs on its own, and when."""
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta
 
 import dagster as dg
 
 from platform_assets.automation.landing_sensor import run_requests as landing_requests
-from platform_assets.automation.oltp_changes import Changes, run_request
+from platform_assets.automation.oltp_changes import Changes, run_requests, spans, split_by_partition
 from platform_assets.definitions import INCREMENTAL_JOB, defs
+from platform_assets.partitions import DAILY
 from platform_assets.raw.landing import parse_landing_key
 
 
@@ -14,12 +15,14 @@ def test_daily_schedule_requests_yesterdays_partition():
     d = defs()
     schedule = d.resolve_schedule_def("daily_changes")
     assert schedule.job_name == INCREMENTAL_JOB and schedule.cron_schedule == "30 0 * * *"
-    with dg.instance_for_test() as instance:
-        context = dg.build_schedule_context(
-            instance=instance, scheduled_execution_time=datetime(1998, 8, 5, 0, 30, tzinfo=UTC)
-        )
+    repository = d.get_repository_def()
+    for tick, yesterday in ((datetime(1998, 8, 5, 0, 30, tzinfo=UTC), "1998-08-04"), (None, None)):
+        now = tick or datetime.now(UTC).replace(hour=0, minute=30)
+        context = dg.build_schedule_context(scheduled_execution_time=now, repository_def=repository)
         data = schedule.evaluate_tick(context)
-    assert [r.partition_key for r in data.run_requests] == ["1998-08-04"]
+        # the day before the tick, also on the wall clock, where the last partition is the tick's own day
+        want = yesterday or (now - timedelta(days=1)).date().isoformat()
+        assert [r.partition_key for r in data.run_requests] == [want]
 
 
 def test_what_runs_on_its_own():
@@ -37,22 +40,43 @@ def test_what_runs_on_its_own():
             assert spec.freshness_policy is not None, key
 
 
-def test_change_sensor_request_covers_the_changed_days_in_one_run():
-    changes = Changes()
-    changes.days[datetime(1998, 8, 6).date()] = {"orders": [3, 1]}
-    changes.days[datetime(1998, 8, 4).date()] = {"lineitem": [10, 0], "orders": [2, 0]}
-    changes.cursor = {"orders": {"updated_at": "1998-08-06T12:00:00+00:00"}}
-    request = run_request(changes)
-    assert request.tags["dagster/asset_partition_range_start"] == "1998-08-04"
-    assert request.tags["dagster/asset_partition_range_end"] == "1998-08-06"
-    assert {k.to_user_string() for k in request.asset_selection} == {
+def test_change_sensor_requests_one_run_per_contiguous_span_of_changed_days():
+    changes = Changes(since="100:180:", until="180:181:", latest_xid=170)
+    changes.days[date(1998, 8, 6)] = {"orders": [3, 1]}
+    changes.days[date(1998, 8, 4)] = {"lineitem": [10, 0], "orders": [2, 0]}
+    changes.days[date(1998, 8, 5)] = {"orders": [1, 0]}
+    changes.days[date(2026, 12, 1)] = {"customer": [20, 0]}  # an application writing today
+    first, today = run_requests(changes)
+    assert first.tags["dagster/asset_partition_range_start"] == "1998-08-04"
+    assert first.tags["dagster/asset_partition_range_end"] == "1998-08-06"
+    assert {k.to_user_string() for k in first.asset_selection} == {
         f"{layer}/{t}" for t in ("lineitem", "orders") for layer in ("raw", "curated", "warehouse")
     }
-    assert run_request(changes).run_key == request.run_key  # same changes, same key: deduplicated
-    changes.cursor["orders"]["updated_at"] = "1998-08-06T13:00:00+00:00"
-    assert run_request(changes).run_key != request.run_key
+    assert today.partition_key == "2026-12-01" and today.tags["platform/tables"] == "customer"
+    assert [r.run_key for r in run_requests(changes)] == [first.run_key, today.run_key]  # same changes, same keys
+    changes.latest_xid = 175  # a later transaction among the changes: new work, new keys
+    assert {r.run_key for r in run_requests(changes)}.isdisjoint({first.run_key, today.run_key})
     # days a fresh sensor finds already materialized are not requested again
-    assert run_request(changes, skip={"orders": {"1998-08-04", "1998-08-06"}, "lineitem": {"1998-08-04"}}) is None
+    loaded = {"1998-08-04", "1998-08-05", "1998-08-06", "2026-12-01"}
+    assert run_requests(changes, skip={"orders": loaded, "lineitem": loaded, "customer": loaded}) == []
+
+
+def test_change_days_outside_the_partitions_are_held_or_reported():
+    changes = Changes(since="5:9:", until="9:10:", latest_xid=8)
+    for day in (date(1998, 8, 2), date(2026, 12, 1), date(2026, 12, 2)):
+        changes.days[day] = {"orders": [1, 0]}
+    loadable, ahead, before = split_by_partition(changes, "1998-08-03", "2026-12-01")
+    assert (
+        list(loadable.days) == [date(2026, 12, 1)] and list(ahead) == ["2026-12-02"] and list(before) == ["1998-08-02"]
+    )
+
+
+def test_the_current_day_is_a_partition():
+    assert DAILY.get_last_partition_key() == datetime.now(UTC).date().isoformat()
+    assert spans([date(1998, 8, 5), date(1998, 8, 4), date(2026, 12, 1)]) == [
+        (date(1998, 8, 4), date(1998, 8, 5)),
+        (date(2026, 12, 1), date(2026, 12, 1)),
+    ]
 
 
 def test_landing_keys_are_validated_and_grouped_per_table_and_day():

@@ -111,9 +111,11 @@ def test_small_day_is_read_through_the_index_and_both_paths_agree(seeded, oltp, 
     extract follows, and the table scan of that day gives the same objects."""
     stamp = datetime(SMALL_DAY.year, SMALL_DAY.month, SMALL_DAY.day, 12, tzinfo=SEED_TIMESTAMP.tzinfo)
     moves = {"orders": "o_orderkey %% 50 = 0", "lineitem": "l_orderkey %% 50 = 0"}
-    with oltp.connect(autocommit=True) as conn:
+    with oltp.connect(autocommit=True) as conn:  # the capture triggers stamp the session's change time
+        conn.execute("SELECT set_config('platform.change_time', %s, false)", (stamp.isoformat(),))
         moved = {
-            t: conn.execute(f"UPDATE {t} SET updated_at = %s WHERE {w}", (stamp,)).rowcount for t, w in moves.items()
+            t: conn.execute(f"UPDATE {t} SET {t[0]}_comment = {t[0]}_comment WHERE {w}", ()).rowcount
+            for t, w in moves.items()
         }
     try:
         for name, n in moved.items():
@@ -130,8 +132,9 @@ def test_small_day_is_read_through_the_index_and_both_paths_agree(seeded, oltp, 
             assert_same_day(queried, stored_day(scratch, table, SMALL_DAY), table)
     finally:
         with oltp.connect(autocommit=True) as conn:
+            conn.execute("SELECT set_config('platform.change_time', %s, false)", (SEED_TIMESTAMP.isoformat(),))
             for t in moves:
-                conn.execute(f"UPDATE {t} SET updated_at = %s WHERE updated_at = %s", (SEED_TIMESTAMP, stamp))
+                conn.execute(f"UPDATE {t} SET {t[0]}_comment = {t[0]}_comment WHERE updated_at = %s", (stamp,))
 
 
 def test_error_half_way_through_a_day_keeps_the_earlier_objects(seeded, oltp, scratch, small_batches, monkeypatch):

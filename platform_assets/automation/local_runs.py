@@ -46,12 +46,17 @@ def execute_requests(defs: dg.Definitions, instance: dg.DagsterInstance, request
     applied = Applied()
     job = defs.resolve_job_def(job_name)
     for request in requests:
+        run_job = job  # the checks the request names, as the daemon runs them (all of the assets' by default)
+        if request.asset_check_keys is not None:
+            run_job = job.get_subset(
+                asset_selection=set(request.asset_selection or []), asset_check_selection=set(request.asset_check_keys)
+            )
         applied.results.append(
-            job.execute_in_process(
+            run_job.execute_in_process(
                 instance=instance,
                 partition_key=request.partition_key,
                 tags={**(request.tags or {}), "dagster/run_key": request.run_key or ""},
-                asset_selection=list(request.asset_selection or []),
+                asset_selection=None if run_job is not job else list(request.asset_selection or []),
                 raise_on_error=False,
             )
         )

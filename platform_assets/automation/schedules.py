@@ -1,21 +1,29 @@
 """Time-based automation: the daily partition of the incremental job, declarative automation for what follows,
 and the freshness checks' own schedule."""
 
+from datetime import UTC, timedelta
+
 import dagster as dg
 
 from platform_assets.jobs import incremental_job
 from platform_assets.marts.assets import mart_freshness_checks
 from platform_assets.warehouse.assets import freshness_checks
 
-# Every night, yesterday's changes in full: the safety net under the change sensor (late commits, missed ticks).
-daily_schedule = dg.build_schedule_from_partitioned_job(
-    incremental_job,
+
+@dg.schedule(
     name="daily_changes",
-    hour_of_day=0,
-    minute_of_hour=30,
+    job=incremental_job,
+    cron_schedule="30 0 * * *",
+    execution_timezone="UTC",
     default_status=dg.DefaultScheduleStatus.RUNNING,
-    description="Applies yesterday's OLTP changes to raw, curated and the warehouse.",
+    description="Applies yesterday's OLTP changes to raw, curated and the warehouse in full.",
 )
+def daily_schedule(context: dg.ScheduleEvaluationContext) -> dg.RunRequest:
+    """Every night, the day that just ended in full: a safety net under the change sensor (e.g. a sensor that was
+    switched off). Today's partition is the sensor's; the schedule takes the day before its tick."""
+    day = (context.scheduled_execution_time.astimezone(UTC) - timedelta(days=1)).date().isoformat()
+    return dg.RunRequest(run_key=f"daily_changes:{day}", partition_key=day)
+
 
 # Models and marts (and partitioned layers after a manual or landed raw day) follow their inputs.
 automation_sensor = dg.AutomationConditionSensorDefinition(

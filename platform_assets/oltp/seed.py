@@ -14,7 +14,8 @@ from pathlib import Path
 import duckdb
 
 from platform_assets.catalog import TABLES
-from platform_assets.oltp.schema import constraint_sql, create_table_sql, drop_all_sql, tombstone_sql
+from platform_assets.oltp.capture import capture_sql
+from platform_assets.oltp.schema import constraint_sql, create_table_sql, drop_all_sql
 from resources.oltp_postgres import OltpPostgresResource
 
 SEED_TIMESTAMP = datetime(1998, 8, 3, tzinfo=UTC)
@@ -68,7 +69,7 @@ def seed_tpch(oltp: OltpPostgresResource, scale_factor: float, extension_dir: Pa
         for t in TABLES:
             for sql in constraint_sql(t):
                 pg.execute(sql)
-        for sql in tombstone_sql():
+        for sql in capture_sql():
             pg.execute(sql)
         for t in TABLES:
             pg.execute(f"VACUUM ANALYZE {t.name}")

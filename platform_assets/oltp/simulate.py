@@ -1,7 +1,8 @@
 """Deterministic OLTP activity: n simulated days of orders, status changes, corrections and cancellations.
 
 Each day is seeded from (seed, day), so the same starting state and seed always give the same database. Every
-change stamps ``updated_at`` with the simulated day; cancelled orders are deleted (with their lines) and the
+change is stamped with the simulated day (the session's ``platform.change_time``, which the capture triggers
+honour); cancelled orders are deleted (with their lines) and the
 delete triggers record them in the tombstone table with that same day.
 """
 
@@ -36,9 +37,19 @@ class SimulationReport:
 
 
 def next_day(conn) -> date:
-    """The day after the latest change in the database (the seed's day for a freshly seeded one)."""
-    latest = conn.execute("SELECT max(updated_at) FROM orders").fetchone()[0] or SEED_TIMESTAMP
-    return (latest.astimezone(UTC) + timedelta(days=1)).date()
+    """The day after the latest simulated day (the seed's day for a freshly seeded one).
+
+    Changes applications make on the wall clock (today, UTC) do not move it; simulating past today is refused, as
+    no partition holds a day that has not begun.
+    """
+    latest = conn.execute(
+        "SELECT max(updated_at) FROM orders WHERE updated_at < date_trunc('day', now() AT TIME ZONE 'UTC') "
+        "AT TIME ZONE 'UTC'"
+    ).fetchone()[0]
+    day = ((latest or SEED_TIMESTAMP).astimezone(UTC) + timedelta(days=1)).date()
+    if day > datetime.now(UTC).date():
+        raise ValueError(f"cannot simulate {day}: it has not begun (the current day is {datetime.now(UTC).date()})")
+    return day
 
 
 def _sample(rng: random.Random, keys: list, k: int) -> list:

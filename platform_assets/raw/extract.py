@@ -36,7 +36,7 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from platform_assets.catalog import AUDIT_COLUMN, Table, arrow_schema, pg_type
-from platform_assets.oltp.schema import TOMBSTONES
+from platform_assets.oltp.capture import CHANGE_XID, TOMBSTONE_TABLE
 from platform_assets.oltp.seed import duckdb_with_extensions
 from platform_assets.partitions import day_bounds
 from platform_assets.paths import ROWS, raw_prefix
@@ -111,7 +111,7 @@ def oltp_columns(oltp: OltpPostgresResource, table: str) -> list[tuple[str, str]
 
 def schema_drift(oltp: OltpPostgresResource, table: Table) -> list[str]:
     """Every difference between the OLTP table and the catalog, one message per column (empty: no drift)."""
-    actual = dict(oltp_columns(oltp, table.name))
+    actual = {name: typ for name, typ in oltp_columns(oltp, table.name) if name != CHANGE_XID}  # capture's own
     if not actual:
         return [f"table {table.name}: not found in the OLTP database"]
     declared = {c.name: pg_type(c.type) for c in table.all_columns}
@@ -175,7 +175,7 @@ def tombstones_sql(table: Table, day: date) -> str:
     live = " AND ".join(f"t.{k} = (d.pk->>'{k}')::{t}" for k, t in keys)
     group = ", ".join(str(i + 1) for i in range(len(keys)))
     return (
-        f"SELECT {select}, max(d.deleted_at) AS {AUDIT_COLUMN} FROM {TOMBSTONES} d "
+        f"SELECT {select}, max(d.deleted_at) AS {AUDIT_COLUMN} FROM {TOMBSTONE_TABLE} d "
         f"WHERE d.table_name = '{table.name}' AND d.deleted_at >= '{lo}' AND d.deleted_at < '{hi}' "
         f"AND NOT EXISTS (SELECT 1 FROM {table.name} t WHERE {live}) GROUP BY {group}"
     )

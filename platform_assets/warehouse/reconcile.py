@@ -11,7 +11,7 @@ from datetime import UTC, date
 from decimal import Decimal
 
 from platform_assets.catalog import AUDIT_COLUMN, DELETED_COLUMN, Table
-from platform_assets.oltp.schema import TOMBSTONES
+from platform_assets.oltp.capture import TOMBSTONE_TABLE
 from platform_assets.partitions import day_bounds
 from platform_assets.warehouse.load import DATABASE
 from resources.clickhouse import ClickHouseResource
@@ -76,7 +76,7 @@ def oltp_latest_change(oltp: OltpPostgresResource, table: Table):
     with oltp.connect() as conn:
         return conn.execute(
             f"SELECT greatest((SELECT max({AUDIT_COLUMN}) FROM {table.name}), "
-            f"(SELECT max(deleted_at) FROM {TOMBSTONES} WHERE table_name = %s))",
+            f"(SELECT max(deleted_at) FROM {TOMBSTONE_TABLE} WHERE table_name = %s))",
             (table.name,),
         ).fetchone()[0]
 

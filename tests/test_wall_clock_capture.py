@@ -1,0 +1,326 @@
+"""Change capture against writers that behave like applications, on the wall clock (today is a partition).
+
+Each test writes the way applications do — their own transactions, plain DML, ``updated_at`` set or forgotten —
+then lets the change sensor (on a real instance) and the runs it requests, plus the automation, follow; the
+warehouse must then equal the OLTP row for row in every column. Then divergence behind the platform's back is found
+by ``matches_oltp`` and repaired by ``repair_warehouse``. These tests change the shared OLTP, so they run last.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import threading
+import time
+from datetime import UTC, datetime
+from decimal import Decimal
+from types import SimpleNamespace
+
+import dagster as dg
+import psycopg
+import pytest
+
+from platform_assets.automation.local_runs import Applied, evaluate_sensor, execute_requests, run_automation
+from platform_assets.automation.oltp_changes import SENSOR, current_cursor
+from platform_assets.catalog import MODELS, TABLES, TABLES_BY_NAME
+from platform_assets.definitions import defs
+from platform_assets.jobs import LINEAGE_JOB
+from platform_assets.paths import raw_prefix
+from platform_assets.warehouse.divergence import REPAIR_JOB
+from platform_assets.warehouse.load import DATABASE
+from platform_assets.warehouse.models import MODEL_SQL, fingerprint, stored_fingerprint
+from platform_assets.warehouse.table_diff import MATCHES_OLTP, diff_table
+
+pytestmark = pytest.mark.mutates_oltp
+
+WRITTEN = ("customer", "orders", "lineitem")  # the tables the application writes
+
+
+def today() -> str:
+    return datetime.now(UTC).date().isoformat()
+
+
+def oltp_rows(oltp, table: str) -> list[tuple]:
+    t = TABLES_BY_NAME[table]
+    cols, pk = ", ".join(c.name for c in t.all_columns), ", ".join(t.primary_key)
+    with oltp.connect() as conn:
+        return [tuple(r) for r in conn.execute(f"SELECT {cols} FROM {table} ORDER BY {pk}")]
+
+
+def warehouse_rows(clickhouse, table: str) -> list[tuple]:
+    t = TABLES_BY_NAME[table]
+    cols, pk = ", ".join(c.name for c in t.all_columns), ", ".join(t.primary_key)
+    rows = clickhouse.rows(f"SELECT {cols} FROM {DATABASE}.{table} FINAL WHERE is_deleted = 0 ORDER BY {pk}")
+    # chDB hands out naive UTC timestamps and plain decimals: give them PostgreSQL's shape
+    return [
+        tuple(v.replace(tzinfo=UTC) if isinstance(v, datetime) and v.tzinfo is None else v for v in r) for r in rows
+    ]
+
+
+def assert_warehouse_equals_oltp(oltp, clickhouse, tables=WRITTEN) -> None:
+    """Row for row, every column — and the platform's own whole-table comparison agrees."""
+    for name in tables:
+        want, got = oltp_rows(oltp, name), warehouse_rows(clickhouse, name)
+        assert len(got) == len(want), f"{name}: warehouse {len(got)} rows, OLTP {len(want)}"
+        differing = [(w, g) for w, g in zip(want, got, strict=True) if w != g]
+        assert differing == [], f"{name}: {len(differing)} row(s) differ, first {differing[:2]}"
+        assert diff_table(oltp, clickhouse, TABLES_BY_NAME[name]).equal
+
+
+def failed_checks(applied: Applied) -> list[str]:
+    return [f"{c.asset_key.to_user_string()}:{c.check_name} {c.description}" for c in applied.checks() if not c.passed]
+
+
+@pytest.fixture(scope="module")
+def live(lineage, oltp, tmp_path_factory):
+    """A running platform on its own instance: the models built once, the sensor's cursor at 'everything read'."""
+    assert lineage.success
+    with dg.instance_for_test(temp_dir=str(tmp_path_factory.mktemp("wall-clock-instance"))) as instance:
+        definitions = defs()
+        first = definitions.resolve_job_def(LINEAGE_JOB).execute_in_process(
+            instance=instance, asset_selection=[dg.AssetKey(["warehouse", m.name]) for m in MODELS]
+        )
+        assert first.success
+        automation = dg.evaluate_automation_conditions(defs=definitions, instance=instance).cursor
+        yield SimpleNamespace(
+            defs=definitions, instance=instance, cursor=json.dumps(current_cursor(oltp)), automation=automation
+        )
+
+
+def tick(live) -> tuple[list[dg.RunRequest], Applied]:
+    """One tick of the change sensor, the runs it requests, then the automation: as the daemon does, in process."""
+    requests, live.cursor = evaluate_sensor(live.defs, SENSOR, live.instance, live.cursor)
+    applied = execute_requests(live.defs, live.instance, requests)
+    automated, live.automation = run_automation(live.defs, live.instance, live.automation)
+    return requests, Applied(applied.results + automated.results)
+
+
+class App:
+    """An application writing to the OLTP: its own connections and transactions, ``now()``, no platform settings."""
+
+    def __init__(self, oltp):
+        self.conninfo = oltp.conninfo()
+
+    def transaction(self) -> psycopg.Connection:
+        return psycopg.connect(self.conninfo)  # `with` commits at the end, rolls back on an error
+
+    def keys(self, sql: str) -> list:
+        with self.transaction() as conn:
+            return [r[0] if len(r) == 1 else tuple(r) for r in conn.execute(sql)]
+
+    def place_orders(self, conn, n: int, lines: int = 3) -> list[int]:
+        first = conn.execute("SELECT max(o_orderkey) + 1 FROM orders").fetchone()[0]
+        cust = conn.execute("SELECT min(c_custkey) FROM customer").fetchone()[0]
+        parts = conn.execute("SELECT ps_partkey, ps_suppkey FROM partsupp ORDER BY 1, 2 LIMIT %s", (lines,)).fetchall()
+        for key in range(first, first + n):
+            conn.execute(
+                "INSERT INTO orders (o_orderkey, o_custkey, o_orderstatus, o_totalprice, o_orderdate, "
+                "o_orderpriority, o_clerk, o_shippriority, o_comment) "
+                "VALUES (%s, %s, 'O', 321.09, current_date, '2-HIGH', 'Clerk#000000042', 0, 'placed by the app')",
+                (key, cust),
+            )
+            for number, (part, supp) in enumerate(parts, start=1):
+                self.add_line(conn, key, number, part, supp, "new line")
+        return list(range(first, first + n))
+
+    @staticmethod
+    def add_line(conn, order: int, number: int, part: int, supp: int, comment: str, qty: int = 2) -> None:
+        conn.execute(
+            "INSERT INTO lineitem (l_orderkey, l_partkey, l_suppkey, l_linenumber, l_quantity, l_extendedprice, "
+            "l_discount, l_tax, l_returnflag, l_linestatus, l_shipdate, l_commitdate, l_receiptdate, "
+            "l_shipinstruct, l_shipmode, l_comment) VALUES (%s, %s, %s, %s, %s, 19.99, 0.05, 0.02, 'N', 'O', "
+            "current_date + 2, current_date + 4, current_date + 6, 'NONE', 'TRUCK', %s)",
+            (order, part, supp, number, qty, comment),
+        )
+
+
+def test_every_write_pattern_reaches_the_warehouse_within_one_tick(live, oltp, clickhouse, object_store):
+    app = App(oltp)
+    orders = app.keys("SELECT o_orderkey FROM orders ORDER BY o_orderkey LIMIT 40 OFFSET 200")
+    customers = app.keys("SELECT c_custkey FROM customer ORDER BY c_custkey LIMIT 25 OFFSET 100")
+    updated, deleted, renumbered, churned = orders[:10], orders[10:20], orders[20:25], orders[25:30]
+    with app.transaction() as conn:  # INSERT
+        placed = app.place_orders(conn, 10)
+    with app.transaction() as conn:  # UPDATE that sets updated_at itself
+        conn.execute("UPDATE orders SET o_comment = 'app update', updated_at = now() WHERE o_orderkey = ANY(%s)",
+                     (updated,))  # fmt: skip
+    with app.transaction() as conn:  # UPDATE that forgets updated_at
+        conn.execute("UPDATE customer SET c_acctbal = c_acctbal + 7.25, c_comment = 'no updated_at' "
+                     "WHERE c_custkey = ANY(%s)", (customers[:20],))  # fmt: skip
+    with app.transaction() as conn:  # DELETE (lines first: foreign key)
+        conn.execute("DELETE FROM lineitem WHERE l_orderkey = ANY(%s)", (deleted,))
+        conn.execute("DELETE FROM orders WHERE o_orderkey = ANY(%s)", (deleted,))
+    with app.transaction() as conn:  # UPDATE of a primary key
+        conn.execute("UPDATE lineitem SET l_linenumber = l_linenumber + 10 WHERE l_orderkey = ANY(%s)", (renumbered,))
+    line = app.keys(f"SELECT l_partkey, l_suppkey FROM lineitem WHERE l_orderkey = {churned[0]} AND l_linenumber = 1")
+    with app.transaction() as conn:  # delete, then re-insert the same key in a later transaction
+        conn.execute("DELETE FROM lineitem WHERE l_orderkey = %s AND l_linenumber = 1", (churned[0],))
+    with app.transaction() as conn:
+        app.add_line(conn, churned[0], 1, *line[0], "re-inserted later", qty=9)
+    with app.transaction() as conn:  # delete and re-insert in one transaction, several changes of one key
+        conn.execute("DELETE FROM lineitem WHERE l_orderkey = %s AND l_linenumber = 1", (churned[1],))
+        app.add_line(conn, churned[1], 1, *line[0], "re-inserted at once", qty=11)
+        for step in range(3):
+            conn.execute("UPDATE customer SET c_acctbal = c_acctbal + 1, c_comment = %s WHERE c_custkey = %s",
+                         (f"changed {step + 1} times in one transaction", customers[20]))  # fmt: skip
+    committed = time.perf_counter()
+
+    requests, applied = tick(live)
+    assert [r.partition_key for r in requests] == [today()]  # the current day is a partition
+    assert set(requests[0].tags["platform/tables"].split(",")) == set(WRITTEN)
+    assert applied.success and failed_checks(applied) == []
+    seconds = time.perf_counter() - committed
+    assert_warehouse_equals_oltp(oltp, clickhouse)
+    print(f"\ncommit -> warehouse and marts in process: {seconds:.1f} s")  # the note's in-process figure
+    assert clickhouse.scalar(f"SELECT count() FROM {DATABASE}.orders FINAL WHERE o_orderkey IN {tuple(placed)}") == 10
+    spec = MODEL_SQL["fct_lineitem"]
+    assert stored_fingerprint(clickhouse, spec) == fingerprint(clickhouse, spec.live(None), spec)
+    assert evaluate_sensor(live.defs, SENSOR, live.instance, live.cursor)[0] == []  # nothing applied twice
+
+    # more changes today: today's partition runs again and replaces itself
+    before = {k for k, _ in object_store.list_keys(raw_prefix("orders", today()))}
+    with app.transaction() as conn:
+        conn.execute("UPDATE orders SET o_totalprice = o_totalprice + 1 WHERE o_orderkey = ANY(%s)", (placed[:3],))
+    requests, applied = tick(live)
+    assert [r.partition_key for r in requests] == [today()] and applied.success
+    after = {k for k, _ in object_store.list_keys(raw_prefix("orders", today()))}
+    assert after and not after & before  # replaced, not added to
+    assert_warehouse_equals_oltp(oltp, clickhouse)
+
+
+def test_a_long_transaction_is_applied_on_the_tick_after_its_commit_without_holding_back_others(live, oltp, clickhouse):
+    app = App(oltp)
+    slow_keys, quick_keys = app.keys("SELECT o_orderkey FROM orders ORDER BY o_orderkey LIMIT 10 OFFSET 400")[:5], []
+    slow = psycopg.connect(app.conninfo)
+    try:
+        slow.execute("UPDATE orders SET o_comment = 'long transaction' WHERE o_orderkey = ANY(%s)", (slow_keys,))
+        with app.transaction() as conn:  # starts later, commits first
+            quick_keys = app.place_orders(conn, 2)
+        requests, applied = tick(live)
+        assert len(requests) == 1 and applied.success
+        in_warehouse = f"SELECT count() FROM {DATABASE}.orders FINAL WHERE o_comment = 'long transaction'"
+        assert clickhouse.scalar(f"SELECT count() FROM {DATABASE}.orders FINAL WHERE o_orderkey IN {tuple(quick_keys)}")
+        assert clickhouse.scalar(in_warehouse) == 0
+        assert tick(live)[0] == []  # still open across another tick: nothing to do, nothing lost
+    finally:
+        slow.commit()
+        slow.close()
+    requests, applied = tick(live)
+    assert len(requests) == 1 and applied.success and failed_checks(applied) == []
+    assert clickhouse.scalar(in_warehouse) == len(slow_keys)
+    assert_warehouse_equals_oltp(oltp, clickhouse)
+
+
+def test_concurrent_writers_while_the_sensor_ticks(live, oltp, clickhouse):
+    app = App(oltp)
+    pool = app.keys("SELECT o_orderkey FROM orders ORDER BY o_orderkey LIMIT 400 OFFSET 1000")
+    errors: list[BaseException] = []
+
+    def writer(n: int) -> None:
+        rng = random.Random(n)
+        mine = pool[n::4]  # disjoint keys: the writers never wait for each other's locks
+        try:
+            for i in range(15):
+                with app.transaction() as conn:
+                    keys = rng.sample(mine, 5)
+                    price = Decimal("0.01") * (i + 1)
+                    conn.execute("UPDATE orders SET o_totalprice = o_totalprice + %s, o_comment = %s "
+                                 "WHERE o_orderkey = ANY(%s)", (price, f"writer {n}", keys))  # fmt: skip
+                    if i % 5 == 4:
+                        gone = mine.pop()
+                        conn.execute("DELETE FROM lineitem WHERE l_orderkey = %s", (gone,))
+                        conn.execute("DELETE FROM orders WHERE o_orderkey = %s", (gone,))
+                time.sleep(0.05)
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=writer, args=(n,)) for n in range(4)]
+    for t in threads:
+        t.start()
+    ticks = 0
+    while any(t.is_alive() for t in threads) or ticks < 2:
+        _, applied = tick(live)
+        assert applied.success
+        ticks += 1
+    for t in threads:
+        t.join()
+    assert errors == []
+    tick(live)
+    assert tick(live)[0] == []
+    assert_warehouse_equals_oltp(oltp, clickhouse)
+
+
+def test_truncate_and_a_reload_of_half_the_table(live, oltp, clickhouse):
+    cols = ", ".join(c.name for c in TABLES_BY_NAME["lineitem"].columns)
+    with App(oltp).transaction() as conn:  # an application reloading a table: TRUNCATE, then some rows back
+        conn.execute(f"CREATE TEMP TABLE keep AS SELECT {cols} FROM lineitem WHERE l_orderkey % 2 = 0")
+        conn.execute("TRUNCATE lineitem")
+        conn.execute(f"INSERT INTO lineitem ({cols}) SELECT {cols} FROM keep")
+    requests, applied = tick(live)
+    assert [r.partition_key for r in requests] == [today()] and applied.success
+    assert failed_checks(applied) == []
+    assert (
+        clickhouse.scalar(f"SELECT countIf(l_orderkey % 2 = 1) FROM {DATABASE}.lineitem FINAL WHERE is_deleted = 0")
+        == 0
+    )
+    assert_warehouse_equals_oltp(oltp, clickhouse, ("lineitem", "orders"))
+
+
+def _check(live, table: str):
+    key = dg.AssetKey(["warehouse", table])
+    job = live.defs.resolve_implicit_global_asset_job_def().get_subset(
+        asset_selection=set(), asset_check_selection={dg.AssetCheckKey(key, MATCHES_OLTP)}
+    )
+    result = job.execute_in_process(instance=live.instance, raise_on_error=False)
+    (evaluation,) = result.get_asset_check_evaluations()
+    return evaluation
+
+
+def test_divergence_behind_the_platforms_back_is_found_and_repaired(live, oltp, clickhouse):
+    for name in WRITTEN:
+        assert _check(live, name).passed
+    orders = App(oltp).keys("SELECT o_orderkey FROM orders ORDER BY o_orderkey LIMIT 3 OFFSET 2000")
+    with oltp.connect(autocommit=True) as conn:  # the OLTP changed with its triggers off (a restore, a bulk tool)
+        conn.execute("SET session_replication_role = replica")
+        conn.execute("UPDATE customer SET c_phone = '00-000-000-0000' WHERE c_custkey = 77")
+        conn.execute("DELETE FROM lineitem WHERE l_orderkey = %s", (orders[0],))
+    # the warehouse changed behind the pipeline: a value, a row that never existed, a row removed
+    for change, key in (("'tampered' AS o_comment", orders[1]), ("o_orderkey + 900000000 AS o_orderkey", orders[1]),
+                        ("1 AS is_deleted", orders[2])):  # fmt: skip
+        clickhouse.command(
+            f"INSERT INTO {DATABASE}.orders SELECT * REPLACE ({change}) FROM (SELECT * FROM {DATABASE}.orders FINAL "
+            f"WHERE o_orderkey = {key}) SETTINGS distributed_foreground_insert = 1"
+        )
+    found = {name: _check(live, name) for name in WRITTEN}
+    assert not any(c.passed for c in found.values()), {n: c.description for n, c in found.items()}
+    assert all(c.severity == dg.AssetCheckSeverity.ERROR for c in found.values())
+    assert "customer" in found["customer"].description and "(first: 77)" in found["customer"].description
+    described = found["orders"].description
+    assert f"{orders[1] + 900000000}" in described and str(orders[1]) in described and str(orders[2]) in described
+    assert (
+        f"({orders[0]}, 1)" in found["lineitem"].description and "deleted in the OLTP" in found["lineitem"].description
+    )
+
+    repaired = live.defs.resolve_job_def(REPAIR_JOB).execute_in_process(instance=live.instance)
+    assert repaired.success
+    counts = repaired.output_for_node("repair_tables")
+    assert counts["customer"]["touched"] == 1 and counts["orders"] == {
+        "differing_keys": 3,
+        "touched": 2,
+        "tombstones": 1,
+    }
+    requests, applied = tick(live)  # the re-captured keys travel the normal path
+    assert [r.partition_key for r in requests] == [today()] and applied.success and failed_checks(applied) == []
+    assert all(_check(live, name).passed for name in WRITTEN)
+    assert_warehouse_equals_oltp(oltp, clickhouse, TABLES_BY_NAME.keys() - {"region", "nation"})
+    spec = MODEL_SQL["fct_lineitem"]
+    assert stored_fingerprint(clickhouse, spec) == fingerprint(clickhouse, spec.live(None), spec)
+
+
+def test_whole_table_checks_stay_out_of_the_daily_runs(live):
+    job = live.defs.resolve_job_def("incremental_changes")
+    names = {k.name for k in job.asset_layer.asset_graph.asset_check_keys}
+    assert MATCHES_OLTP not in names and "primary_key_unique_not_null" in names
+    assert {t.name for t in TABLES} == {
+        k.asset_key.path[-1] for k in live.defs.resolve_asset_graph().asset_check_keys if k.name == MATCHES_OLTP
+    }
