@@ -286,6 +286,9 @@ def dagster_instance() -> dict[str, Any]:
         },
         "scheduler": {"module": "dagster.core.scheduler", "class": "DagsterDaemonScheduler"},
         "run_monitoring": {"enabled": True, "max_resume_run_attempts": 0, "poll_interval_seconds": 60},
+        # a run whose container died (marked failed by run monitoring) is launched again for its unfinished steps;
+        # each step replaces its partition whole, so the retry gives the result an uninterrupted run would have
+        "run_retries": {"enabled": True, "max_retries": 2},
         "compute_logs": {
             "module": "dagster_aws.s3.compute_log_manager",
             "class": "S3ComputeLogManager",

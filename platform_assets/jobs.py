@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, date
 
 import dagster as dg
@@ -52,3 +53,19 @@ def changed_days(oltp: OltpPostgresResource) -> tuple[date, date]:
     if lo is None:
         raise LookupError("the OLTP database has no rows yet: seed it first (make seed)")
     return lo.astimezone(UTC).date(), hi.astimezone(UTC).date()
+
+
+def per_day_checks(
+    context: dg.SensorEvaluationContext,
+) -> Callable[[list[dg.AssetKey]], list[dg.AssetCheckKey]] | None:
+    """The checks of the selected assets that belong in a day's run: all but the whole-table comparisons (None
+    without the repository at hand: Dagster's default, every check of the assets)."""
+    if context.repository_def is None:
+        return None
+    graph = context.repository_def.asset_graph
+
+    def checks(keys: list[dg.AssetKey]) -> list[dg.AssetCheckKey]:
+        found = graph.get_check_keys_for_assets(set(keys)) - WHOLE_TABLE_CHECK_KEYS
+        return sorted(found, key=lambda k: k.to_user_string())
+
+    return checks

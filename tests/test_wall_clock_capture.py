@@ -8,8 +8,12 @@ by ``matches_oltp`` and repaired by ``repair_warehouse``. These tests change the
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import os
 import random
+import subprocess
+import sys
 import threading
 import time
 from datetime import UTC, datetime
@@ -30,6 +34,7 @@ from platform_assets.warehouse.divergence import REPAIR_JOB
 from platform_assets.warehouse.load import DATABASE
 from platform_assets.warehouse.models import MODEL_SQL, fingerprint, stored_fingerprint
 from platform_assets.warehouse.table_diff import MATCHES_OLTP, diff_table
+from tests.conftest import REPO
 
 pytestmark = pytest.mark.mutates_oltp
 
@@ -266,6 +271,111 @@ def test_truncate_and_a_reload_of_half_the_table(live, oltp, clickhouse):
     assert_warehouse_equals_oltp(oltp, clickhouse, ("lineitem", "orders"))
 
 
+def _retried_steps(applied: Applied) -> set[str]:
+    return {e.step_key for r in applied.results for e in r.all_events if e.event_type_value == "STEP_UP_FOR_RETRY"}
+
+
+def _later(seconds: float, action) -> threading.Thread:
+    thread = threading.Thread(target=lambda: (time.sleep(seconds), action()))
+    thread.start()
+    return thread
+
+
+def test_postgres_and_seaweedfs_restarting_during_a_run_are_retried_and_lose_nothing(live, oltp, clickhouse):
+    from deploy.local import stack
+
+    app = App(oltp)
+    for outage, (down, up) in {
+        "postgres": (stack.postgres_down, stack.postgres_up),
+        "seaweedfs": (stack.seaweedfs_down, stack.seaweedfs_up),
+    }.items():
+        with app.transaction() as conn:
+            conn.execute(f"UPDATE customer SET c_comment = 'before a {outage} outage' WHERE c_custkey % 50 = 3")
+        requests, live.cursor = evaluate_sensor(live.defs, SENSOR, live.instance, live.cursor)
+        assert [r.partition_key for r in requests] == [today()]
+        down()
+        back = _later(3, up)  # the service returns while the run's first steps fail and are retried
+        try:
+            applied = execute_requests(live.defs, live.instance, requests)
+        finally:
+            back.join()
+        assert applied.success and failed_checks(applied) == [], outage
+        assert _retried_steps(applied), f"no step met the {outage} outage"
+        automated, live.automation = run_automation(live.defs, live.instance, live.automation)
+        assert automated.success
+        assert_warehouse_equals_oltp(oltp, clickhouse, ("customer",))
+
+
+RUN_TODAY = """
+import sys
+import dagster as dg
+from platform_assets.definitions import defs
+from platform_assets.jobs import INCREMENTAL_JOB
+keys = [dg.AssetKey([layer, t]) for t in sys.argv[2].split(",") for layer in ("raw", "curated", "warehouse")]
+# the checks each step runs itself; not those that compare the whole warehouse, which holds just this one day
+own = ("schema_matches_catalog", "row_count_matches_oltp", "primary_key_unique_not_null", "reconciles_with_oltp")
+d = defs()
+checks = {k for k in d.resolve_asset_graph().get_check_keys_for_assets(set(keys)) if k.name in own}
+with dg.DagsterInstance.get() as instance:
+    job = d.resolve_job_def(INCREMENTAL_JOB).get_subset(asset_selection=set(keys), asset_check_selection=checks)
+    result = job.execute_in_process(instance=instance, partition_key=sys.argv[1], raise_on_error=False)
+sys.exit(0 if result.success else 1)
+"""
+VERIFY_TODAY = """
+import json, sys
+from datetime import date
+from platform_assets.catalog import TABLES_BY_NAME
+from platform_assets.warehouse import reconcile as rc
+from resources.environments import resource_defs
+r = resource_defs("local")
+day = [date.fromisoformat(sys.argv[1])]
+with r["oltp"].process_config_and_initialize_cm() as oltp, r["clickhouse"].process_config_and_initialize_cm() as ch:
+    def exact(fingerprint):  # Decimal('0.00') and Decimal('0') are one value: compare values, not spellings
+        return [str(v.normalize()) for v in fingerprint]
+    tables = [TABLES_BY_NAME[t] for t in sys.argv[2].split(",")]
+    print(json.dumps({t.name: [exact(rc.oltp_fingerprint(oltp, t, day)), exact(rc.warehouse_fingerprint(ch, t, day))]
+                      for t in tables}))
+"""
+
+
+def test_a_run_killed_in_the_extract_or_the_load_is_rerun_to_the_same_warehouse(live, tmp_path):
+    """``kill -9`` of a run process when its lineitem extract, then its lineitem load starts; the next run of the
+    day leaves the warehouse equal to the OLTP's rows of that day (a warehouse of its own: the run processes
+    cannot share this process's in-process ClickHouse)."""
+    from dagster._core.instance.ref import InstanceRef
+
+    home = tmp_path / "dagster"
+    home.mkdir()
+    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    env = {**os.environ, "DAGSTER_HOME": str(home), "CLICKHOUSE_DSN": f"chdb://{tmp_path / 'clickhouse'}"}
+    args = [sys.executable, "-c", RUN_TODAY, today(), ",".join(WRITTEN)]
+    instance = dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(home)))
+    for step in ("raw__lineitem", "warehouse__lineitem"):
+        log = tmp_path / f"{step}.log"
+        with open(log, "wb") as out:
+            proc = subprocess.Popen(args, env=env, cwd=tmp_path, stdout=out, stderr=subprocess.STDOUT)
+        started = None
+        deadline = time.monotonic() + 300
+        while started is None and proc.poll() is None and time.monotonic() < deadline:
+            for run in instance.get_run_records(dg.RunsFilter(statuses=[dg.DagsterRunStatus.STARTED])):
+                records = instance.all_logs(run.dagster_run.run_id, of_type=dg.DagsterEventType.STEP_START)
+                if any(r.dagster_event.step_key == step for r in records):
+                    started = run.dagster_run.run_id
+            time.sleep(0.05)
+        proc.kill()  # SIGKILL: no cleanup, no failure event
+        proc.wait()
+        assert started, f"the run ended before {step} started: {log.read_text()[-3000:]}"
+        steps = instance.all_logs(started, of_type=dg.DagsterEventType.STEP_SUCCESS)
+        assert step not in {r.dagster_event.step_key for r in steps}  # killed before the step finished
+    rerun = subprocess.run(args, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    verify = [sys.executable, "-c", VERIFY_TODAY, today(), ",".join(WRITTEN)]
+    out = subprocess.run(verify, env=env, cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    for table, (want, got) in json.loads(out.stdout.strip().splitlines()[-1]).items():
+        assert want == got, f"{table}: OLTP {want}, warehouse {got}"
+
+
 def _check(live, table: str):
     key = dg.AssetKey(["warehouse", table])
     job = live.defs.resolve_implicit_global_asset_job_def().get_subset(
@@ -279,7 +389,7 @@ def _check(live, table: str):
 def test_divergence_behind_the_platforms_back_is_found_and_repaired(live, oltp, clickhouse):
     for name in WRITTEN:
         assert _check(live, name).passed
-    orders = App(oltp).keys("SELECT o_orderkey FROM orders ORDER BY o_orderkey LIMIT 3 OFFSET 2000")
+    orders = App(oltp).keys("SELECT DISTINCT l_orderkey FROM lineitem ORDER BY 1 LIMIT 3 OFFSET 2000")
     with oltp.connect(autocommit=True) as conn:  # the OLTP changed with its triggers off (a restore, a bulk tool)
         conn.execute("SET session_replication_role = replica")
         conn.execute("UPDATE customer SET c_phone = '00-000-000-0000' WHERE c_custkey = 77")
@@ -324,3 +434,57 @@ def test_whole_table_checks_stay_out_of_the_daily_runs(live):
     assert {t.name for t in TABLES} == {
         k.asset_key.path[-1] for k in live.defs.resolve_asset_graph().asset_check_keys if k.name == MATCHES_OLTP
     }
+
+
+def test_a_column_added_to_a_catalog_table_reaches_the_warehouse_without_a_reload(live, oltp, clickhouse):
+    from platform_assets.catalog import Column
+    from platform_assets.curated.assets import curated_asset
+    from platform_assets.raw.assets import raw_asset
+    from platform_assets.raw.extract import schema_drift
+    from platform_assets.warehouse.assets import warehouse_table_asset
+    from platform_assets.warehouse.divergence import recapture
+    from platform_assets.warehouse.load import ensure_table
+
+    customer = TABLES_BY_NAME["customer"]
+    grown = dataclasses.replace(customer, columns=(*customer.columns, Column("c_loyalty", "int32")))
+
+    def load_today(table) -> int:
+        """Today's partition of ``table`` through raw, curated and the warehouse; the rows the warehouse took."""
+        assets = [raw_asset(table), curated_asset(table), warehouse_table_asset(table)]
+        result = dg.materialize(assets, partition_key=today(), instance=live.instance, resources=live.defs.resources)
+        assert result.success and not [c for c in result.get_asset_check_evaluations() if not c.passed]
+        (loaded,) = [m for k, _, m in Applied([result]).materialized() if k == "warehouse/customer"]
+        return loaded["dagster/row_count"]
+
+    with oltp.connect(autocommit=True) as conn:  # the application's migration: existing rows get the default
+        conn.execute("ALTER TABLE customer ADD COLUMN c_loyalty integer NOT NULL DEFAULT 3")
+    try:
+        (drift,) = schema_drift(oltp, customer)  # before the catalog knows it: drift, with the way forward
+        assert "column c_loyalty: added in the OLTP" in drift and "add it to the catalog" in drift
+        with App(oltp).transaction() as conn:
+            conn.execute("UPDATE customer SET c_loyalty = 5 WHERE c_custkey IN (11, 12, 13)")
+        loaded = load_today(grown)  # the catalog entry now has the column: ALTER TABLE … ADD COLUMN, today's rows
+        assert ("c_loyalty", "Int32") in clickhouse.columns(DATABASE, "customer")
+        assert clickhouse.rows(f"SELECT c_custkey, c_loyalty FROM {DATABASE}.customer FINAL "
+                               "WHERE c_custkey IN (11, 12, 13) ORDER BY 1") == [(11, 5), (12, 5), (13, 5)]  # fmt: skip
+        with oltp.connect() as conn:
+            today_rows = conn.execute("SELECT count(*) FROM customer WHERE updated_at >= %s", (today(),)).fetchone()[0]
+        assert loaded == today_rows < oltp_rows_count(oltp, "customer")  # today's changes, not a reload
+        # rows loaded before hold the type's default, the OLTP its own: the comparison finds them, re-capture fills
+        diff = diff_table(oltp, clickhouse, grown)
+        assert len(diff.changed) == oltp_rows_count(oltp, "customer") - 3 and not diff.only_in_oltp
+        recapture(oltp, grown, diff)
+        load_today(grown)
+        assert diff_table(oltp, clickhouse, grown).equal
+    finally:
+        with oltp.connect(autocommit=True) as conn:
+            conn.execute("ALTER TABLE customer DROP COLUMN IF EXISTS c_loyalty")
+        clickhouse.command(f"ALTER TABLE {DATABASE}.customer_local DROP COLUMN IF EXISTS c_loyalty")
+        ensure_table(clickhouse, customer)
+    load_today(customer)
+    assert diff_table(oltp, clickhouse, customer).equal
+
+
+def oltp_rows_count(oltp, table: str) -> int:
+    with oltp.connect() as conn:
+        return conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]

@@ -24,25 +24,16 @@ import pytest
 import requests
 from dagster._core.instance.ref import InstanceRef  # the daemon's instance, read from its folder
 
+from deploy.local.stack import LOCAL_INSTANCE_YAML
 from tests.conftest import REPO, TEST_DATA
 from tests.test_control_plane import _asset_graph_loaded, _free_port
 
 pytestmark = pytest.mark.mutates_oltp
 
 BIN = Path(sys.executable).parent
-# As on vps_1: runs are queued and launched by the daemon as processes. Locally one at a time, since a run process
-# holds the in-process ClickHouse engine's folder while it runs.
-INSTANCE_YAML = """\
-telemetry:
-  enabled: false
-nux:
-  enabled: false
-run_coordinator:
-  module: dagster._core.run_coordinator
-  class: QueuedRunCoordinator
-  config:
-    max_concurrent_runs: 1
-"""
+# As `make dev` runs locally (and vps_1 in prod): runs are queued and launched by the daemon as processes, here
+# one at a time, since a run process holds the in-process ClickHouse engine's folder while it runs.
+INSTANCE_YAML = LOCAL_INSTANCE_YAML
 QUIET_SECONDS = 45  # longer than the automation sensor's interval (30 s)
 SENSOR = "oltp_changes"
 DONE = {dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED}

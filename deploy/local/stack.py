@@ -286,8 +286,22 @@ def dagster_home() -> Path:
     home.mkdir(parents=True, exist_ok=True)
     yaml = home / "dagster.yaml"
     if not yaml.exists():
-        yaml.write_text("telemetry:\n  enabled: false\nnux:\n  enabled: false\n")
+        yaml.write_text(LOCAL_INSTANCE_YAML)
     return home
+
+
+# Runs take turns locally: a run process holds the in-process ClickHouse engine's folder while it runs.
+LOCAL_INSTANCE_YAML = """\
+telemetry:
+  enabled: false
+nux:
+  enabled: false
+run_coordinator:
+  module: dagster._core.run_coordinator
+  class: QueuedRunCoordinator
+  config:
+    max_concurrent_runs: 1
+"""
 
 
 # --- commands --------------------------------------------------------------------------------------

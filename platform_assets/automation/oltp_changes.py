@@ -24,7 +24,7 @@ from datetime import date, timedelta
 import dagster as dg
 
 from platform_assets.catalog import TABLES
-from platform_assets.jobs import WHOLE_TABLE_CHECK_KEYS, incremental_job, range_tags
+from platform_assets.jobs import incremental_job, per_day_checks, range_tags
 from platform_assets.oltp.capture import NOTHING_SEEN, SNAPSHOT_SQL, changes_by_day_sql, snapshot_xmin
 from platform_assets.partitions import DAILY
 from resources.oltp_postgres import OltpPostgresResource
@@ -126,21 +126,6 @@ def run_requests(
             )
         )
     return out
-
-
-def per_day_checks(context: dg.SensorEvaluationContext) -> Callable[[list[dg.AssetKey]], list[dg.AssetCheckKey]]:
-    """The checks of the selected assets that belong in a day's run: all but the whole-table comparisons."""
-    graph = context.repository_def.asset_graph if context.repository_def else None
-
-    def checks(keys: list[dg.AssetKey]) -> list[dg.AssetCheckKey]:
-        if graph is None:
-            return []
-        return sorted(
-            (k for k in graph.get_check_keys_for_assets(set(keys)) if k not in WHOLE_TABLE_CHECK_KEYS),
-            key=lambda k: k.to_user_string(),
-        )
-
-    return checks
 
 
 def split_by_partition(changes: Changes, first_key: str, last_key: str) -> tuple[Changes, dict, dict]:

@@ -14,6 +14,7 @@ from platform_assets.curated import transforms as tr
 from platform_assets.metadata import OWNERS, column_schema, describe, node_tags, timing
 from platform_assets.partitions import DAILY, ON_NEW_PARENT, SINGLE_RUN, days_of
 from platform_assets.paths import curated_prefix
+from platform_assets.retries import TRANSIENT
 from resources.k8s_batch import K8sBatchResource
 from resources.object_store import ObjectStoreResource
 from resources.spark import SparkResource
@@ -49,6 +50,7 @@ def _spec(table: Table) -> dict:
         ),
         "partitions_def": DAILY,
         "backfill_policy": SINGLE_RUN,
+        "retry_policy": TRANSIENT,
         "automation_condition": ON_NEW_PARENT,
     }
 

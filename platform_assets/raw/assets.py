@@ -10,6 +10,7 @@ from platform_assets.partitions import DAILY, SINGLE_RUN, day_bounds, days_of
 from platform_assets.paths import ROWS, raw_prefix
 from platform_assets.raw.extract import SchemaMismatchError, extract_days, schema_drift
 from platform_assets.raw.landing import LANDING_TAG, LandedFile, ingest, parse_landing_key
+from platform_assets.retries import TRANSIENT, permanent
 from resources.object_store import ObjectStoreResource
 from resources.oltp_postgres import OltpPostgresResource
 from resources.settings import data_dir
@@ -26,6 +27,7 @@ def raw_asset(table: Table) -> dg.AssetsDefinition:
         deps=[dg.AssetKey(["oltp", table.name])],
         partitions_def=DAILY,
         backfill_policy=SINGLE_RUN,
+        retry_policy=TRANSIENT,
         group_name="raw",
         kinds={"postgres", "s3", "parquet"},
         owners=OWNERS,
@@ -64,8 +66,11 @@ def raw_asset(table: Table) -> dg.AssetsDefinition:
             yield dg.AssetCheckResult(
                 check_name=SCHEMA_CHECK, passed=False, severity=dg.AssetCheckSeverity.ERROR, description=str(exc)
             )
-            raise dg.Failure(f"raw/{table.name} partition {span}: {exc}") from None
-        result = extract_days(oltp, object_store, table, days, data_dir() / "duckdb_extensions")
+            raise permanent(f"raw/{table.name} partition {span}: {exc}") from None
+        try:
+            result = extract_days(oltp, object_store, table, days, data_dir() / "duckdb_extensions")
+        except SchemaMismatchError as exc:  # a value the catalog does not allow (a null, a retyped column)
+            raise permanent(f"raw/{table.name}: {exc}") from None
         context.log.info(
             f"{table.name} {span}: {result.rows} rows, {result.deleted} deletes "
             f"in {len(result.files)} file(s), {result.seconds:.2f} s"

@@ -116,7 +116,11 @@ def schema_drift(oltp: OltpPostgresResource, table: Table) -> list[str]:
         return [f"table {table.name}: not found in the OLTP database"]
     declared = {c.name: pg_type(c.type) for c in table.all_columns}
     problems = [
-        f"table {table.name}, column {c}: added in the OLTP, not in the catalog" for c in actual if c not in declared
+        f"table {table.name}, column {c}: added in the OLTP, not in the catalog (to replicate it, add it to the "
+        "catalog's entry: the warehouse table gains it on the next load and repair_warehouse fills the rows loaded "
+        "before)"
+        for c in actual
+        if c not in declared
     ]
     for name, want in declared.items():
         got = actual.get(name)
@@ -279,15 +283,19 @@ def _stream(reader: pa.RecordBatchReader, write: Callable[[pa.RecordBatch], None
         thread.join()
 
 
-def _copy(con, query: str, writer: _Writer, table: Table, day: date) -> None:
+def _copy(con, query: str, writer: _Writer, table: Table, day: date, oltp: OltpPostgresResource) -> None:
     """Every row of ``query``, checked against the catalog's schema, into ``writer``'s objects."""
     try:
         reader = con.execute(query).to_arrow_reader(BATCH_ROWS)
         _stream(reader, lambda batch: writer.write(conform_batch(batch, table, writer.schema, str(day))))
     except SchemaMismatchError:
         raise
-    except Exception as exc:  # a column dropped/renamed between the check and the read
-        raise SchemaMismatchError(f"table {table.name}, partition {day}: {exc}") from None
+    except Exception as exc:
+        # a column dropped/renamed between the check and the read is drift; anything else (a service restarting,
+        # a dropped connection) is raised as it is, to be retried
+        if drift := schema_drift(oltp, table):
+            raise SchemaMismatchError(f"table {table.name}, partition {day}: {'; '.join(drift)} ({exc})") from None
+        raise
     finally:
         writer.close()
 
@@ -346,7 +354,7 @@ def extract_days(
             ]
             try:
                 for writer, query in writers:
-                    _copy(con, query, writer, table, day)
+                    _copy(con, query, writer, table, day, oltp)
             except BaseException:
                 # a day is replaced whole or not at all: what this run wrote of it goes, the earlier objects stay
                 with contextlib.suppress(Exception):  # the error that stopped the day is the one to report

@@ -10,12 +10,22 @@ from datetime import UTC, date, timedelta
 
 import dagster as dg
 
-from platform_assets.catalog import MODELS, TABLES, TABLES_BY_NAME, Model, Table
+from platform_assets.catalog import DELETED_COLUMN, MODELS, TABLES, TABLES_BY_NAME, Model, Table
 from platform_assets.metadata import CHECK_SECONDS, OWNERS, column_schema, describe, node_tags, timing
 from platform_assets.partitions import DAILY, ON_ANY_INPUT_UPDATE, ON_NEW_PARENT, SINGLE_RUN, days_of
 from platform_assets.paths import curated_prefix
+from platform_assets.retries import TRANSIENT, permanent
 from platform_assets.warehouse import reconcile as rc
-from platform_assets.warehouse.load import DATABASE, INFER, days_source, engine, ensure_table, load_days, null_keys
+from platform_assets.warehouse.load import (
+    DATABASE,
+    INFER,
+    WarehouseSchemaError,
+    days_source,
+    engine,
+    ensure_table,
+    load_days,
+    null_keys,
+)
 from platform_assets.warehouse.models import (
     MODEL_SQL,
     SETTINGS,
@@ -167,6 +177,7 @@ def warehouse_table_asset(table: Table) -> dg.AssetsDefinition:
         **_common(table),
         partitions_def=DAILY,
         backfill_policy=SINGLE_RUN,
+        retry_policy=TRANSIENT,
         automation_condition=ON_NEW_PARENT,
         code_version="2",
         check_specs=checks,
@@ -192,8 +203,11 @@ def warehouse_table_asset(table: Table) -> dg.AssetsDefinition:
         if null:  # a key-less row cannot be upserted: record the failed check and load nothing
             ensure_table(clickhouse, table)
             yield unique_check(clickhouse, table, null)
-            raise dg.Failure(f"warehouse/{table.name} partition {present[0]}..{present[-1]}: null primary key {null}")
-        result = load_days(clickhouse, object_store, table, days)
+            raise permanent(f"warehouse/{table.name} partition {present[0]}..{present[-1]}: null primary key {null}")
+        try:
+            result = load_days(clickhouse, object_store, table, days)
+        except WarehouseSchemaError as exc:  # curated objects or the table differ from the catalog
+            raise permanent(f"warehouse/{table.name}: {exc}") from None
         context.log.info(f"{result.table} {days[0]}..{days[-1]}: {result.rows} changed rows in {result.seconds:.2f} s")
         pk = ", ".join(table.primary_key)
         scope = f"({pk}) GLOBAL IN (SELECT {pk} FROM {src})" if src else "0"
@@ -254,6 +268,7 @@ def warehouse_model_asset(model: Model) -> dg.AssetsDefinition:
 
     @dg.asset(
         **_common(model),
+        retry_policy=TRANSIENT,
         automation_condition=ON_ANY_INPUT_UPDATE,
         code_version="2",
         check_specs=[
@@ -274,9 +289,11 @@ def warehouse_model_asset(model: Model) -> dg.AssetsDefinition:
         object_store: ObjectStoreResource,
     ):
         after = None if config.full_refresh else _applied_through(context)
-        exists = bool(clickhouse.columns(DATABASE, model.name))
+        columns = clickhouse.columns(DATABASE, model.name)
+        exists = bool(columns)
         days, through = _input_days(context, model, after if exists else None)
-        if config.full_refresh or not exists or after is None:
+        reshaped = exists and [n for n, _ in columns] != [n for n, _ in spec.columns] + [DELETED_COLUMN]
+        if config.full_refresh or not exists or after is None or reshaped:  # reshaped: a column added upstream
             result = rebuild(clickhouse, spec)
         else:
             result = apply_changes(clickhouse, object_store, spec, days)

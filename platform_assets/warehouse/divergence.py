@@ -52,9 +52,11 @@ def _changes_in_flight(instance: dg.DagsterInstance | None) -> bool:
 
 def sensor_snapshot(instance: dg.DagsterInstance | None) -> str | None:
     """The change sensor's stored cursor (the snapshot the daemon last read with), if it ticked on this instance."""
-    if instance is None:
+    try:
+        states = instance.all_instigator_state(instigator_type=InstigatorType.SENSOR) if instance else []
+    except Exception:  # an ephemeral instance keeps no sensor state
         return None
-    for state in instance.all_instigator_state(instigator_type=InstigatorType.SENSOR):
+    for state in states:
         if state.instigator_name == SENSOR and state.instigator_data and state.instigator_data.cursor:
             return seen(json.loads(state.instigator_data.cursor))
     return None

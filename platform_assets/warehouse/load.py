@@ -101,11 +101,15 @@ def ensure_table(ch: ClickHouseResource, table: Table) -> str:
     expected = table_columns(table)
     existing = ch.columns(DATABASE, local)
     if existing and existing != expected:
-        diff = [f"{n} {t}" for n, t in expected if (n, t) not in existing] or [f"{n} {t}" for n, t in existing]
-        raise WarehouseSchemaError(
-            f"table {DATABASE}.{local}: columns differ from the catalog ({', '.join(diff)}); "
-            "drop it and backfill to rebuild"
-        )
+        added = added_columns(existing, expected)
+        if added is None:
+            diff = [f"{n} {t}" for n, t in expected if (n, t) not in existing] or [f"{n} {t}" for n, t in existing]
+            raise WarehouseSchemaError(
+                f"table {DATABASE}.{local}: columns differ from the catalog ({', '.join(diff)}); "
+                "drop it and backfill to rebuild"
+            )
+        for sql in add_column_sql(f"{DATABASE}.{local}", added, oc):  # rows loaded before get the type's default
+            ch.command(sql)
     ch.command(f"CREATE DATABASE IF NOT EXISTS {DATABASE}{oc}")
     if not existing:
         ch.command(
@@ -116,6 +120,25 @@ def ensure_table(ch: ClickHouseResource, table: Table) -> str:
     if cluster:
         ch.command(distributed_sql(table, cluster, local, table.name, oc))
     return f"{DATABASE}.{table.name}"
+
+
+def added_columns(existing: list[tuple[str, str]], expected: list[tuple[str, str]]) -> list[tuple] | None:
+    """The columns the catalog added to an existing table, each with the column it follows; None if the table
+    differs otherwise (a column dropped, retyped or moved: that needs a rebuild)."""
+    if [c for c in expected if c in existing] != existing:
+        return None
+    out, previous = [], None
+    for column in expected:
+        if column not in existing:
+            out.append((*column, previous))
+        previous = column[0]
+    return out
+
+
+def add_column_sql(table: str, added: list[tuple], on_cluster: str = "") -> list[str]:
+    return [
+        f"ALTER TABLE {table}{on_cluster} ADD COLUMN IF NOT EXISTS `{n}` {t} AFTER `{after}`" for n, t, after in added
+    ]
 
 
 def days_source(store: ObjectStoreResource, table: Table, days: list[date]) -> tuple[str | None, list[date]]:
