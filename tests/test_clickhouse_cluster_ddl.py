@@ -137,3 +137,30 @@ def test_prod_model_changes_go_through_the_distributed_table(monkeypatch):
     assert f"GLOBAL INNER JOIN {changes} AS c" in inserts[1] and "GLOBAL NOT IN" in inserts[1]  # delete markers
     assert not any(re.match(r"(EXCHANGE|CREATE OR REPLACE)", s) for s in sql)  # changes never swap the table
     assert f"DROP TABLE IF EXISTS {changes} SYNC" in sql
+
+
+def test_a_column_added_to_the_catalog_is_added_on_every_shard(monkeypatch):
+    import dataclasses
+
+    from platform_assets.catalog import Column
+    from platform_assets.warehouse.load import ensure_table, table_columns
+
+    ch, _ = prod_resources(monkeypatch)
+    customer = TABLES_BY_NAME["customer"]
+    grown = dataclasses.replace(customer, columns=(*customer.columns, Column("c_loyalty", "int32")))
+    monkeypatch.setattr(RecordingClickHouse, "columns", lambda self, db, table: table_columns(customer))
+    assert ensure_table(ch, grown) == "warehouse.customer"
+    sql = ch._sql
+    assert sql[0] == (
+        "ALTER TABLE warehouse.customer_local ON CLUSTER platform ADD COLUMN IF NOT EXISTS `c_loyalty` Int32 "
+        "AFTER `c_comment`"
+    )
+    assert any(s.startswith("CREATE OR REPLACE TABLE warehouse.customer ON CLUSTER platform AS") for s in sql)
+    # a dropped or retyped column is not added: it needs the table rebuilt
+    shrunk = dataclasses.replace(customer, columns=customer.columns[:-1])
+    try:
+        ensure_table(ch, shrunk)
+    except ValueError as exc:
+        assert "columns differ from the catalog" in str(exc)
+    else:
+        raise AssertionError("a dropped column was accepted")
