@@ -145,7 +145,7 @@ def user_data(node: str, ssh_public_keys: list[str]) -> str:
             "content": SSHD_HARDENING.format(
                 user=DEPLOY_USER,
                 agent="yes" if is_bastion else "no",
-                forwarding="yes" if is_bastion else "no",  # the bastion forwards ProxyJump connections
+                forwarding="yes" if is_bastion else "no",  # the bastion forwards the hop to vps_2/vps_3 (ssh -W)
             ),
         },
         {"path": "/etc/apt/apt.conf.d/20auto-upgrades", "permissions": "0644", "content": AUTO_UPGRADES},
@@ -194,7 +194,7 @@ def user_data(node: str, ssh_public_keys: list[str]) -> str:
         "disable_root": True,
         "ssh_pwauth": False,
         "write_files": files,
-        "mounts": mounts,
+        **({"mounts": mounts} if mounts else {}),  # cloud-init's schema: `mounts` has at least one entry
         "runcmd": runcmd,
         "final_message": f"{node} ready in the VPC {PRIVATE_NETWORK}",
     }

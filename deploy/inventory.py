@@ -23,6 +23,12 @@ BASTION = "vps_1"
 DEPLOY_USER = "deploy"
 
 
+# Through the bastion with a ProxyCommand, not ProxyJump: ssh starts a ProxyJump hop with the config file's options
+# only, so on a fresh workstation the bastion's unknown host key fails it ("Host key verification failed") although
+# ansible.cfg says accept-new. The command's own -o applies to the hop.
+JUMP = '-o ProxyCommand="ssh -o StrictHostKeyChecking=accept-new -W %h:%p {user}@{{{{ bastion_host }}}}"'
+
+
 def inventory() -> dict[str, Any]:
     bastion_ip = NODES[BASTION].private_ip
     children: dict[str, Any] = {}
@@ -37,7 +43,7 @@ def inventory() -> dict[str, Any]:
             host["ansible_host"] = "{{ bastion_host }}"
         else:
             host["ansible_host"] = node.private_ip
-            host["ansible_ssh_common_args"] = f"-o ProxyJump={DEPLOY_USER}@{{{{ bastion_host }}}}"
+            host["ansible_ssh_common_args"] = JUMP.format(user=DEPLOY_USER)
         children[GROUPS[node.name]] = {"hosts": {node.name: host}}
     children["docker"] = {"children": {GROUPS[n.name]: {} for n in NODES.values() if n.runtime == "docker"}}
     return {

@@ -36,7 +36,9 @@ def test_ssh_is_hardened_and_upgrades_are_unattended(node):
 
 @pytest.mark.parametrize("node", list(NODES))
 def test_block_volumes_are_mounted(node):
-    mounts = {(m[0], m[1]) for m in _doc(node)["mounts"]}
+    doc = _doc(node)
+    assert doc.get("mounts", [None]) != [], "cloud-init's schema refuses an empty mounts list"
+    mounts = {(m[0], m[1]) for m in doc.get("mounts", [])}
     assert mounts == {(v.device, v.mount_point) for v in volumes_on(node)}
 
 
