@@ -123,13 +123,20 @@ class ObjectStoreResource(S3Resource):
             raise self.unavailable(exc) from None
 
     def list_objects(self, prefix: str) -> list[dict]:
-        """S3 listing entries (Key, Size, ETag, LastModified) of every object under ``prefix``."""
+        """S3 listing entries (Key, Size, ETag, LastModified) of every object under ``prefix``.
+
+        A bucket that does not exist yet (a fresh deployment before its first extract) holds no objects.
+        """
         out: list[dict] = []
         try:
             paginator = self.client().get_paginator("list_objects_v2")
             for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix):
                 out.extend(page.get("Contents", []))
-        except (BotoCoreError, ClientError) as exc:
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") == "NoSuchBucket":
+                return []
+            raise self.unavailable(exc) from None
+        except BotoCoreError as exc:
             raise self.unavailable(exc) from None
         return out
 

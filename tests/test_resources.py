@@ -51,6 +51,10 @@ def test_object_store_down_and_bad_credentials(object_store):
     wrong = object_store.model_copy(update={"aws_secret_access_key": "not-the-secret"})
     with pytest.raises(ServiceUnavailableError, match="object-store-s3 on vps_1"):
         wrong.ping()
+    with pytest.raises(ServiceUnavailableError, match="object-store-s3 on vps_1"):
+        wrong.list_keys("landing/")
+    # a fresh deployment's bucket before the first extract: nothing landed yet, not an error on every sensor tick
+    assert object_store.model_copy(update={"bucket": "not-created-yet"}).list_keys("landing/") == []
 
 
 def test_clickhouse_http_down_names_vps_3():
