@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 
+from platform_assets.oltp.capture import CHANGE_TIME_SETTING
 from platform_assets.oltp.seed import SEED_TIMESTAMP
 from resources.oltp_postgres import OltpPostgresResource
 
@@ -60,7 +61,7 @@ def simulate_day(conn, day: date, seed: int, change_rate: float) -> DayReport:
     rng = random.Random(f"{seed}-{day.isoformat()}")
     stamp = datetime.combine(day, time(12, 0), tzinfo=UTC)
     report = DayReport(day)
-    conn.execute("SELECT set_config('platform.change_time', %s, true)", (stamp.isoformat(),))
+    conn.execute("SELECT set_config(%s, %s, true)", (CHANGE_TIME_SETTING, stamp.isoformat()))
     n_orders = conn.execute("SELECT count(*) FROM orders").fetchone()[0]
     k = max(1, round(n_orders * change_rate))
 
