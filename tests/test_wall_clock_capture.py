@@ -173,6 +173,10 @@ def test_every_write_pattern_reaches_the_warehouse_within_one_tick(live, oltp, c
     requests, applied = tick(live)
     assert [r.partition_key for r in requests] == [today()]  # the current day is a partition
     assert set(requests[0].tags["platform/tables"].split(",")) == set(WRITTEN)
+    # the run names its checks: the per-day ones, never the whole-table comparison (a bare asset selection would
+    # bring every check of the assets, matches_oltp included, into a day's run)
+    named = {k.name for k in requests[0].asset_check_keys}
+    assert {"primary_key_unique_not_null", "reconciles_with_oltp"} <= named and MATCHES_OLTP not in named
     assert applied.success and failed_checks(applied) == []
     seconds = time.perf_counter() - committed
     assert_warehouse_equals_oltp(oltp, clickhouse)
@@ -428,9 +432,10 @@ def test_divergence_behind_the_platforms_back_is_found_and_repaired(live, oltp, 
 
 
 def test_whole_table_checks_stay_out_of_the_daily_runs(live):
-    job = live.defs.resolve_job_def("incremental_changes")
-    names = {k.name for k in job.asset_layer.asset_graph.asset_check_keys}
-    assert MATCHES_OLTP not in names and "primary_key_unique_not_null" in names
+    for name in ("incremental_changes", LINEAGE_JOB):
+        job = live.defs.resolve_job_def(name)
+        names = {k.name for k in job.asset_layer.asset_graph.asset_check_keys}
+        assert MATCHES_OLTP not in names and "primary_key_unique_not_null" in names, name
     assert {t.name for t in TABLES} == {
         k.asset_key.path[-1] for k in live.defs.resolve_asset_graph().asset_check_keys if k.name == MATCHES_OLTP
     }
