@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs everything the local stack and the tests need, idempotently, on Debian/Ubuntu:
-#   system packages (PostgreSQL server, a Java runtime) when absent,
+#   system packages (PostgreSQL server, a Java runtime, the deploy tools the tests run) when absent,
 #   a virtualenv with the locked Python dependencies (exact pins + hashes),
 #   the s3a jars for Spark's local mode.
 set -euo pipefail
@@ -16,10 +16,16 @@ pkgs=()
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || pkgs+=(postgresql)
 command -v java >/dev/null 2>&1 || pkgs+=(default-jre-headless)
 $PYTHON -c 'import venv, ensurepip' 2>/dev/null || pkgs+=(python3-venv)
+# the deploy artifacts' real tools, run by tests/deploy (the versions debian:12 images ship)
+need() { command -v "$1" >/dev/null 2>&1 || [ -x "$1" ] || pkgs+=("$2"); }
+need openvpn openvpn; need /usr/share/easy-rsa/easyrsa easy-rsa; need faketime faketime
+need nginx nginx-light; need cloud-init cloud-init; need /usr/sbin/sshd openssh-server
+need shellcheck shellcheck; need xmllint libxml2-utils; need nft nftables; need ip iproute2
 if [ ${#pkgs[@]} -gt 0 ]; then
   log "installing system packages: ${pkgs[*]}"
   as_root apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq --no-install-recommends "${pkgs[@]}" >/dev/null
+  # RUNLEVEL=1: packages must not start their services (nginx on :80, sshd) where an init system runs
+  as_root env RUNLEVEL=1 DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${pkgs[@]}" >/dev/null
   # Debian starts a system cluster on 5432; the project runs its own, so leave that one alone.
 fi
 
