@@ -68,6 +68,7 @@ def describe(client: GraphQLClient) -> dict[str, Any]:
                     "port": s.port,
                     "protocol": s.protocol,
                     "public": s.public,
+                    "reach": s.reach,
                     "description": s.description,
                 }
                 for s in SERVICES.values()

@@ -43,6 +43,10 @@ SECRET_KEYS = [
     "VPN_PUBLIC_HOST",
 ]
 
+# boto3's variables for the compute-log manager, from the object store's keys
+COMPUTE_LOG_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "S3_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY": "S3_SECRET_ACCESS_KEY"}
+DOCKER_SOCKET = "/var/run/docker.sock"
+
 DAGSTER_PG = {"user": "dagster", "db": "dagster"}
 OLTP = {"user": "platform", "db": "tpch"}  # the prod defaults of resources/environments.py
 BACKUP_BUCKET = "backups"
@@ -58,13 +62,13 @@ def _dagster_env() -> dict[str, str]:
         "DAGSTER_PG_PASSWORD": require("DAGSTER_PG_PASSWORD"),
         "GRPC_DEFAULT_SSL_ROOTS_FILE_PATH": SPARK_CA_IN_CONTAINER,  # trusts Spark Connect's TLS certificate
     }
+    # S3ComputeLogManager has no credential settings: boto3 reads these (runs write the logs, the webserver reads)
+    env |= {var: require(key) for var, key in COMPUTE_LOG_CREDENTIALS.items()}
     env.update({k: require(k) for k in RESOURCE_SECRETS})
     return env
 
 
-def _dagster_service(
-    command: list[str], test: list[str], depends: dict[str, str], published: str | None = None
-) -> dict[str, Any]:
+def _dagster_service(command: list[str], test: list[str], depends: dict[str, str]) -> dict[str, Any]:
     spec = {
         "image": "${" + DAGSTER_IMAGE_VAR + ":?set by Ansible}",
         "restart": "unless-stopped",
@@ -80,24 +84,24 @@ def _dagster_service(
         "logging": LOGGING,
         "networks": [NETWORK],
     }
-    if published:
-        spec["ports"] = [publish(published)]
     return spec
 
 
 def _postgres(name: str, user: str, db: str, password_var: str, volume_name: str) -> dict[str, Any]:
-    return {
+    spec = {
         "image": versions.POSTGRES,
         "restart": "unless-stopped",
         "environment": {"POSTGRES_USER": user, "POSTGRES_DB": db, "POSTGRES_PASSWORD": require(password_var)},
         "command": ["postgres", "-c", "shared_buffers=512MB", "-c", "max_wal_size=4GB"],
         "shm_size": "256m",
-        "ports": [publish(name, 5432)],
         "volumes": [f"{volume_name}:/var/lib/postgresql/data"],
         "healthcheck": healthcheck(["CMD", "pg_isready", "-U", user, "-d", db]),
         "logging": LOGGING,
         "networks": [NETWORK],
     }
+    if service(name).reach != "node":
+        spec["ports"] = [publish(name, 5432)]
+    return spec
 
 
 def compose() -> dict[str, Any]:
@@ -114,12 +118,8 @@ def compose() -> dict[str, Any]:
             "restart": "unless-stopped",
             "entrypoint": ["/bin/sh", "/etc/seaweedfs/start.sh"],
             "environment": {k: require(k) for k in ("S3_ACCESS_KEY_ID", "S3_SECRET_ACCESS_KEY")},
-            "ports": [
-                publish("object-store-s3"),
-                publish("object-store-master"),
-                publish("object-store-volume"),
-                publish("object-store-filer"),
-            ],
+            # only the S3 API, which checks credentials; master, volume and filer stay on the container network
+            "ports": [publish("object-store-s3")],
             "volumes": ["./seaweedfs/start.sh:/etc/seaweedfs/start.sh:ro", "seaweedfs-data:/data"],
             "healthcheck": healthcheck(["CMD", "wget", "-q", "-O", "/dev/null", f"http://127.0.0.1:{s3.port}/healthz"]),
             "logging": LOGGING,
@@ -141,7 +141,6 @@ def compose() -> dict[str, Any]:
             ],
             ["CMD", "dagster", "api", "grpc-health-check", "-p", str(code.port)],
             {"dagster-postgres": "service_healthy"},
-            "dagster-code-server",
         ),
         "dagster-webserver": _dagster_service(
             ["dagster-webserver", "-h", "0.0.0.0", "-p", str(web.port), "-w", "/opt/dagster/home/workspace.yaml"],
@@ -152,7 +151,6 @@ def compose() -> dict[str, Any]:
                 f"import urllib.request; urllib.request.urlopen('http://127.0.0.1:{web.port}/server_info')",
             ],
             {"dagster-postgres": "service_healthy", "dagster-code-server": "service_healthy"},
-            "dagster-webserver",
         ),
         "dagster-daemon": _dagster_service(
             ["dagster-daemon", "run", "-w", "/opt/dagster/home/workspace.yaml"],
@@ -218,9 +216,12 @@ def compose() -> dict[str, Any]:
             "networks": [NETWORK],
         },
     }
-    # the run launcher starts run containers through the host's Docker socket (root:docker, GID unknown here)
-    services["dagster-daemon"]["volumes"].append("/var/run/docker.sock:/var/run/docker.sock")
-    services["dagster-daemon"]["user"] = "root"
+    # The run launcher starts run containers through the host's Docker socket (root:docker, GID unknown here); the
+    # webserver needs it too: terminating a run from the UI stops its container there (as Dagster's deploy_docker
+    # example mounts it in both). Only Caddy, behind its login, reaches the webserver.
+    for name in ("dagster-daemon", "dagster-webserver"):
+        services[name]["volumes"].append(f"{DOCKER_SOCKET}:{DOCKER_SOCKET}")
+        services[name]["user"] = "root"
     return {
         "name": "platform-edge",
         "services": services,
@@ -276,11 +277,15 @@ def dagster_instance() -> dict[str, Any]:
                     "DAGSTER_PG_DB",
                     "DAGSTER_PG_PASSWORD",
                     "GRPC_DEFAULT_SSL_ROOTS_FILE_PATH",
+                    *COMPUTE_LOG_CREDENTIALS,
                     *RESOURCE_SECRETS,
                 ],
                 "container_kwargs": {
                     "volumes": [f"{SPARK_CA_ON_HOST}:{SPARK_CA_IN_CONTAINER}:ro"],
-                    "auto_remove": False,
+                    # a finished run's container goes (its logs are in the object store): run monitoring reports a
+                    # run whose container vanished before it finished as failed, as it does a dead one
+                    "auto_remove": True,
+                    "stop_timeout": 60,  # seconds a terminated run gets to stop its steps before SIGKILL
                 },
             },
         },

@@ -1,7 +1,8 @@
 """Cloud-firewall rules derived from the topology, as plain data the Pulumi program turns into resources.
 
 vps_1: public services (VPN, HTTPS) from anywhere; SSH from the VPC (VPN clients arrive NATed from vps_1
-itself) and the admin CIDRs; every other declared service from the VPC only. vps_2 and vps_3: everything
+itself) and the admin CIDRs; every other service the VPC may reach from the VPC only (the node's container-only services
+never). vps_2 and vps_3: everything
 from the VPC, nothing else. Outbound is open (package updates, image pulls, ACME).
 """
 
@@ -9,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from resources.topology import NODES, PRIVATE_NETWORK, SERVICES
+from resources.topology import NODES, PRIVATE_NETWORK, exposed_services
 
 ANYWHERE = ("0.0.0.0/0", "::/0")
 
@@ -35,7 +36,7 @@ def inbound_rules(node: str, admin_cidrs: tuple[str, ...] = ()) -> list[InboundR
             InboundRule("icmp", "", vpc, "private node: the VPC only"),
         ]
     rules: list[InboundRule] = []
-    for svc in sorted((s for s in SERVICES.values() if s.node == node), key=lambda s: (s.port, s.protocol)):
+    for svc in sorted(exposed_services(node), key=lambda s: (s.port, s.protocol)):
         if svc.public:
             rules.append(InboundRule(svc.protocol, str(svc.port), ANYWHERE, svc.name))
         elif _is_ssh(svc.name):

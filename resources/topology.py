@@ -8,6 +8,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Network
+from typing import Literal
+
+Reach = Literal["public", "vpc", "node"]
 
 PRIVATE_NETWORK = IPv4Network("10.104.0.0/24")
 
@@ -28,8 +31,14 @@ class Service:
     port: int
     description: str
     protocol: str = "tcp"
-    public: bool = False  # reachable from the internet (only the VPN and HTTPS on vps_1)
+    # who may connect: "public" the internet (only the VPN and HTTPS on vps_1), "vpc" the private network (and
+    # VPN clients), "node" only the node's own containers: never published on an address, never in a firewall rule
+    reach: Reach = "vpc"
     local_port: int | None = None  # port of the same service in the one-machine `local` stack
+
+    @property
+    def public(self) -> bool:
+        return self.reach == "public"
 
     @property
     def host(self) -> str:
@@ -53,16 +62,25 @@ SERVICES: dict[str, Service] = {
     s.name: s
     for s in (
         # vps_1 — the only public entry
-        Service("vpn", "vps_1", 1194, "OpenVPN gateway (split tunnel to the VPC)", protocol="udp", public=True),
-        Service("https", "vps_1", 443, "TLS reverse proxy with authentication in front of Dagster", public=True),
-        Service("dagster-webserver", "vps_1", 3000, "Dagster UI and GraphQL API", local_port=3000),
-        Service("dagster-code-server", "vps_1", 4000, "Dagster code location (gRPC)", local_port=4000),
-        Service("dagster-postgres", "vps_1", 5433, "PostgreSQL for Dagster's run/event storage", local_port=15433),
+        Service("vpn", "vps_1", 1194, "OpenVPN gateway (split tunnel to the VPC)", protocol="udp", reach="public"),
+        Service("https", "vps_1", 443, "TLS reverse proxy with authentication in front of Dagster", reach="public"),
+        # the node's containers only: the UI has no login of its own (the proxy has), SeaweedFS's master, volume and
+        # filer none at all, Dagster's storage and code server serve Dagster's own processes
+        Service("dagster-webserver", "vps_1", 3000, "Dagster UI and GraphQL API", reach="node", local_port=3000),
+        Service("dagster-code-server", "vps_1", 4000, "Dagster code location (gRPC)", reach="node", local_port=4000),
+        Service(
+            "dagster-postgres",
+            "vps_1",
+            5433,
+            "PostgreSQL for Dagster's run/event storage",
+            reach="node",
+            local_port=15433,
+        ),
         Service("oltp-postgres", "vps_1", 5432, "PostgreSQL OLTP, the source of truth", local_port=15432),
         Service("object-store-s3", "vps_1", 8333, "SeaweedFS S3 API", local_port=18333),
-        Service("object-store-master", "vps_1", 9333, "SeaweedFS master", local_port=19333),
-        Service("object-store-volume", "vps_1", 8080, "SeaweedFS volume server", local_port=18080),
-        Service("object-store-filer", "vps_1", 8888, "SeaweedFS filer", local_port=18888),
+        Service("object-store-master", "vps_1", 9333, "SeaweedFS master", reach="node", local_port=19333),
+        Service("object-store-volume", "vps_1", 8080, "SeaweedFS volume server", reach="node", local_port=18080),
+        Service("object-store-filer", "vps_1", 8888, "SeaweedFS filer", reach="node", local_port=18888),
         # vps_2 — Kubernetes, private
         Service("spark-connect", "vps_2", 15002, "Spark Connect server (gRPC, token auth)", local_port=15002),
         Service("jupyter", "vps_2", 8888, "Jupyter on Spark Connect"),
@@ -90,6 +108,11 @@ def service(name: str) -> Service:
 
 def public_services() -> list[Service]:
     return [s for s in SERVICES.values() if s.public]
+
+
+def exposed_services(node: str) -> list[Service]:
+    """What the node offers beyond its own containers: published on an address and admitted by its firewall."""
+    return [s for s in SERVICES.values() if s.node == node and s.reach != "node"]
 
 
 def validate() -> None:

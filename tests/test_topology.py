@@ -26,7 +26,7 @@ def test_only_vpn_and_https_on_vps_1_are_public():
 
 
 def test_validate_rejects_a_public_service_on_a_private_node(monkeypatch):
-    bad = topology.Service("leak", "vps_3", 8443, "oops", public=True)
+    bad = topology.Service("leak", "vps_3", 8443, "oops", reach="public")
     monkeypatch.setitem(topology.SERVICES, "leak", bad)
     with pytest.raises(ValueError, match="public service leak is on private node vps_3"):
         topology.validate()

@@ -8,7 +8,7 @@ import pytest
 
 from deploy import edge_stack, warehouse_stack
 from deploy.storage import volumes_on
-from resources.topology import NODES, PRIVATE_NETWORK, SERVICES
+from resources.topology import NODES, PRIVATE_NETWORK, SERVICES, exposed_services
 from tests.deploy._helpers import COMPOSE, DEPLOY, compose, published
 
 HOST_LEVEL = {"ssh-vps1", "ssh-vps2", "ssh-vps3", "k3s-api"}  # not containers: sshd and k3s on the host
@@ -20,10 +20,21 @@ NODES_WITH_COMPOSE = ["vps_1", "vps_3"]
 def test_published_ports_are_exactly_the_topology(node):
     expected = {
         ("0.0.0.0" if s.public else NODES[node].private_ip, s.port, s.protocol)
-        for s in SERVICES.values()
-        if s.node == node and s.name not in HOST_LEVEL
+        for s in exposed_services(node)
+        if s.name not in HOST_LEVEL
     }
     assert published(node) == expected
+
+
+def test_container_only_services_are_never_published():
+    """An anonymous upload to SeaweedFS's filer succeeded from the VPC (201), and the UI answered without Caddy's
+    login: the node-only services must not be published on any address."""
+    node_only = {(s.node, s.port) for s in SERVICES.values() if s.reach == "node"}
+    assert {("vps_1", 3000), ("vps_1", 4000), ("vps_1", 8888), ("vps_1", 9333), ("vps_1", 8080)} <= node_only
+    for node in NODES_WITH_COMPOSE:
+        assert not {(node, port) for _, port, _ in published(node)} & node_only, node
+    with pytest.raises(ValueError, match="never published"):
+        edge_stack.publish("object-store-filer")
 
 
 def test_nothing_on_vps_3_is_published_beyond_its_private_address():
