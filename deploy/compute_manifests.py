@@ -317,7 +317,8 @@ def dagster_rbac() -> list[dict[str, Any]]:
                     "resources": ["pods", "pods/log", "pods/status", "events"],
                     "verbs": ["get", "list", "watch"],
                 },
-                {"apiGroups": [""], "resources": ["pods"], "verbs": ["delete"]},
+                # PipesK8sClient creates each batch pod and deletes it when the step ends
+                {"apiGroups": [""], "resources": ["pods"], "verbs": ["create", "delete"]},
                 {"apiGroups": [""], "resources": ["configmaps", "secrets"], "verbs": ["get"]},
             ],
         },

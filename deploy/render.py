@@ -12,6 +12,7 @@ from pathlib import Path
 
 from deploy import clickhouse_config, compute_manifests, edge_stack, inventory, versions, warehouse_stack
 from deploy.compose_common import GENERATED_HEADER, to_yaml, to_yaml_all
+from resources.k8s_batch import BATCH_IMAGE
 
 DEPLOY_DIR = Path(__file__).resolve().parent
 
@@ -55,8 +56,22 @@ def images() -> dict[str, object]:
               HADOOP_VERSION=versions.SPARK_HADOOP),
         image(compute_manifests.JUPYTER_IMAGE, "deploy/vps_2/jupyter", JUPYTERLAB_VERSION=versions.JUPYTERLAB,
               PYSPARK_VERSION=versions.SPARK),
+        # after the Dagster image it starts from: the batch pods run this commit's code
+        {"tag": BATCH_IMAGE, "dockerfile": f"{src}/deploy/vps_2/spark-batch/Dockerfile", "context": src,
+         "args": {"DAGSTER_IMAGE": "{{ dagster_image }}"}},
     ]  # fmt: skip
-    return {"images": built, "k3s_images": [compute_manifests.SPARK_IMAGE, compute_manifests.JUPYTER_IMAGE]}
+    k3s = [compute_manifests.SPARK_IMAGE, compute_manifests.JUPYTER_IMAGE, BATCH_IMAGE]
+    return {"images": built, "k3s_images": [{"tag": t, "deployments": _deployments_running(t)} for t in k3s]}
+
+
+def _deployments_running(image: str) -> list[str]:
+    """The Deployments to restart when ``image`` is re-imported under the same tag (batch pods are per run)."""
+    return sorted(
+        d["metadata"]["name"]
+        for docs in compute_manifests.manifests().values()
+        for d in docs
+        if d["kind"] == "Deployment" and any(c["image"] == image for c in d["spec"]["template"]["spec"]["containers"])
+    )
 
 
 def files() -> dict[str, str]:

@@ -16,11 +16,12 @@ from dagster_k8s import PipesK8sClient
 from resources.object_store import ObjectStoreResource
 
 BATCH_MODULE = "platform_assets.curated.batch_job"
+BATCH_IMAGE = "platform/spark-batch:4.3.0"  # deploy/vps_2/spark-batch/Dockerfile; Ansible builds and imports it
 
 
 class K8sBatchResource(dg.ConfigurableResource):
     object_store: ObjectStoreResource
-    image: str = "platform/spark-batch:4.3.0"
+    image: str = BATCH_IMAGE
     namespace: str = "platform"
     service_account: str = "dagster"
     credentials_secret: str = "object-store-credentials"  # k8s Secret with S3_ACCESS_KEY_ID / S3_SECRET_ACCESS_KEY

@@ -5,6 +5,7 @@ Also the secrets check: no credential appears in the run's event log or in its c
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -13,11 +14,19 @@ import dagster as dg
 import pytest
 import yaml
 
+from deploy import edge_stack
 from platform_assets.jobs import range_tags
 from tests.conftest import REPO, TEST_DATA
 
 PROD_INSTANCE = REPO / "deploy" / "vps_1" / "dagster" / "dagster.yaml"
+COMPOSE = REPO / "deploy" / "vps_1" / "compose.yaml"
 SECRETS = ("OLTP_PASSWORD", "S3_SECRET_ACCESS_KEY", "SPARK_CONNECT_TOKEN")
+
+
+def _compose_env(service: str, names: object) -> dict[str, str]:
+    """``names`` from the service's environment in vps_1's compose file, ``${VAR:?…}`` filled from this process."""
+    spec = yaml.safe_load(COMPOSE.read_text())["services"][service]["environment"]
+    return {name: re.sub(r"\$\{(\w+)(:\?[^}]*)?\}", lambda m: os.environ[m.group(1)], spec[name]) for name in names}
 
 
 @pytest.fixture(scope="module")
@@ -43,10 +52,10 @@ def test_full_lineage_on_postgres_storage_via_cli(postgres_instance_home, oltp, 
                         "DAGSTER_PG_DB": "dagster"}.items():  # fmt: skip
         monkeypatch.setenv(name, value)
     env = {
-        **os.environ,
+        **{k: v for k, v in os.environ.items() if not k.startswith("AWS_")},
+        # the compute-log manager's credentials exactly as vps_1's compose file gives them to Dagster's processes
+        **_compose_env("dagster-daemon", edge_stack.COMPUTE_LOG_CREDENTIALS),
         "DAGSTER_HOME": str(postgres_instance_home),
-        "AWS_ACCESS_KEY_ID": os.environ["S3_ACCESS_KEY_ID"],
-        "AWS_SECRET_ACCESS_KEY": os.environ["S3_SECRET_ACCESS_KEY"],
         # its own chDB engine folder: one engine path per process, and this test process holds the other
         "CLICKHOUSE_DSN": f"chdb://{TEST_DATA / 'clickhouse-pg-instance'}",
     }

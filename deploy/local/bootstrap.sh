@@ -45,13 +45,6 @@ fi
 jars="$VENV/share/s3a-jars"
 if [ ! -f "$jars/hadoop-aws-3.3.1.jar" ] || [ ! -f "$jars/aws-java-sdk-bundle-1.11.901.jar" ]; then
   log "fetching s3a jars (hadoop-aws, aws-java-sdk-bundle)"
-  tmp="$VENV/share/.s3a-download"
-  rm -rf "$tmp" && mkdir -p "$tmp" "$jars"
-  "$VENV/bin/python" -m pip download -q --disable-pip-version-check --no-deps --no-binary :all: \
-    --require-hashes -r deploy/local/s3a-jars.lock -d "$tmp"
-  tar -xzf "$tmp"/sagemaker_pyspark-*.tar.gz -C "$tmp" --wildcards \
-    '*/deps/jars/hadoop-aws-3.3.1.jar' '*/deps/jars/aws-java-sdk-bundle-1.11.901.jar'
-  find "$tmp" -name '*.jar' -exec mv {} "$jars/" \;
-  rm -rf "$tmp"
+  deploy/local/fetch-s3a-jars.sh "$VENV/bin/python" "$jars"
 fi
 log "ready: $VENV"

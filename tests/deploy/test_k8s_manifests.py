@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import kubernetes_validate
 import pytest
 import yaml
@@ -81,3 +84,27 @@ def test_dagster_has_a_namespaced_service_account_for_jobs():
     assert any("jobs" in r["resources"] and "create" in r["verbs"] for r in role["rules"])
     assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "dagster", "namespace": "platform"}]
     assert not _all("ClusterRole") and not _all("ClusterRoleBinding")
+
+
+_VERB = {"create": "create", "read": "get", "list": "list", "delete": "delete", "patch": "patch", "replace": "update"}
+
+
+def _api_calls_of_the_pipes_client() -> set[tuple[str, str]]:
+    """(verb, resource) of every Kubernetes call dagster-k8s's PipesK8sClient and its client helper make, read from
+    the installed library itself so an upgrade that adds a call fails here rather than on vps_2."""
+    import dagster_k8s
+
+    root = Path(dagster_k8s.__file__).parent
+    calls = set()
+    for module in ("pipes.py", "client.py"):
+        text = (root / module).read_text()
+        for verb, resource, sub in re.findall(r"_api\.(\w+?)_namespaced_(\w+?)(_log|_status)?\b", text):
+            calls.add((_VERB[verb], resource + "s" + sub.replace("_", "/")))
+    return calls
+
+
+def test_the_dagster_role_allows_every_call_of_the_k8s_pipes_runner():
+    calls = _api_calls_of_the_pipes_client()
+    assert ("create", "pods") in calls and ("get", "pods/log") in calls
+    granted = {(v, r) for rule in _all("Role")[0]["rules"] for r in rule["resources"] for v in rule["verbs"]}
+    assert calls <= granted, f"the Role lacks {sorted(calls - granted)}"

@@ -7,8 +7,10 @@ from pathlib import Path
 
 import pyspark
 import pytest
+import yaml
 
 from deploy import versions
+from resources.k8s_batch import BATCH_IMAGE
 from tests.deploy._helpers import DEPLOY, REPO
 
 DOCKERFILES = sorted(p for p in DEPLOY.rglob("Dockerfile") if "local" not in p.parts)
@@ -30,8 +32,23 @@ def _arg(dockerfile: Path, name: str) -> str:
 def test_every_base_image_is_pinned_to_a_versions_entry(dockerfile):
     pinned = {v for k, v in vars(versions).items() if k.isupper() and isinstance(v, str) and ":" in v}
     for line in re.findall(r"^FROM (\S+)", dockerfile.read_text(), re.M):
+        if line == "${DAGSTER_IMAGE}":  # this commit's Dagster image, which Ansible builds first
+            assert _built_from(dockerfile)["args"]["DAGSTER_IMAGE"] == "{{ dagster_image }}"
+            continue
         image = re.sub(r"\$\{(\w+)\}", lambda m: _arg(dockerfile, m.group(1)), line)
         assert image in pinned or image == f"apache/spark:{versions.SPARK}-python3", image
+
+
+def _built_from(dockerfile: Path) -> dict:
+    images = yaml.safe_load((DEPLOY / "ansible" / "images.yml").read_text())["images"]
+    rel = str(dockerfile.relative_to(REPO))
+    return next(i for i in images if i["dockerfile"].endswith(rel))
+
+
+def test_the_batch_image_carries_the_locked_spark():
+    assert BATCH_IMAGE.rsplit(":", 1)[1] == _locked("pyspark") == versions.SPARK
+    built = [i["tag"] for i in yaml.safe_load((DEPLOY / "ansible" / "images.yml").read_text())["images"]]
+    assert built.index(BATCH_IMAGE) > built.index("{{ dagster_image }}")  # built from it
 
 
 def test_spark_matches_the_locked_pyspark_and_its_hadoop():

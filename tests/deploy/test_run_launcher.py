@@ -1,0 +1,94 @@
+"""vps_1's Dagster instance as Docker operators hit it: the run launcher loaded from the generated ``dagster.yaml``,
+and what reaches a run container checked against what the prod resources and the compute-log manager read.
+
+DockerRunLauncher builds a run container's environment from its ``env_vars`` list, each taken from the daemon's own
+environment (the compose file's). A variable missing from either place fails the run only in production.
+"""
+
+from __future__ import annotations
+
+import re
+
+import dagster as dg
+import yaml
+from dagster._serdes import ConfigurableClassData
+
+from deploy import edge_stack
+from resources.environments import resource_defs
+from tests.deploy._helpers import DEPLOY, compose
+
+INSTANCE = DEPLOY / "vps_1" / "dagster" / "dagster.yaml"
+
+
+def _instance() -> dict:
+    return yaml.safe_load(INSTANCE.read_text())
+
+
+def _env_vars_read(value: object) -> set[str]:
+    """Every ``dg.EnvVar`` a resource reads, nested resources included."""
+    if isinstance(value, dg.EnvVar):
+        return {str(value.env_var_name)}
+    if isinstance(value, dg.ConfigurableResource):
+        return set().union(*(_env_vars_read(v) for v in value._get_non_default_public_field_values().values()))
+    return set()
+
+
+def _launcher():
+    section = _instance()["run_launcher"]
+    data = ConfigurableClassData(section["module"], section["class"], yaml.safe_dump(section["config"]))
+    return data.rehydrate(object)
+
+
+def test_run_launcher_loads_from_the_generated_instance():
+    launcher = _launcher()
+    assert type(launcher).__name__ == "DockerRunLauncher"
+    assert launcher.networks == [edge_stack.NETWORK]
+    kwargs = launcher.container_kwargs
+    assert kwargs["auto_remove"] is True, "finished run containers pile up on vps_1"
+    assert kwargs["stop_timeout"] > 0
+
+
+def test_every_variable_a_prod_run_reads_reaches_its_container(monkeypatch):
+    monkeypatch.setenv("PLATFORM_ENV", "prod")
+    needed = set().union(*(_env_vars_read(r) for r in resource_defs("prod").values()))
+    assert {"OLTP_PASSWORD", "S3_ACCESS_KEY_ID", "SPARK_CONNECT_TOKEN", "CLICKHOUSE_PASSWORD"} <= needed
+    instance_vars = set(re.findall(r"env: (\w+)", INSTANCE.read_text()))  # the run's instance reads these too
+    compute_logs = set(edge_stack.COMPUTE_LOG_CREDENTIALS)  # boto3's, for S3ComputeLogManager in the run
+    forwarded = set(_launcher().env_vars)
+    assert needed | instance_vars | compute_logs | {"PLATFORM_ENV"} <= forwarded
+    daemon = compose("vps_1")["services"]["dagster-daemon"]["environment"]
+    assert forwarded <= set(daemon), f"forwarded but unset in the daemon: {sorted(forwarded - set(daemon))}"
+
+
+def test_compute_logs_have_credentials_wherever_they_are_written_or_read():
+    """S3ComputeLogManager has no credential settings: without boto3's variables runs succeed and their logs never
+    reach the UI (NoCredentialsError, seen with the first deployment's instance)."""
+    section = _instance()["compute_logs"]
+    assert section["class"] == "S3ComputeLogManager"
+    assert not {"access_key_id", "aws_access_key_id"} & set(section["config"])
+    services = compose("vps_1")["services"]
+    for name in ("dagster-webserver", "dagster-daemon"):
+        env = services[name]["environment"]
+        for var, key in edge_stack.COMPUTE_LOG_CREDENTIALS.items():
+            assert env.get(var, "").startswith("${" + key + ":?"), (name, var)
+
+
+def test_run_monitoring_fails_a_dead_run_and_retries_it():
+    config = _instance()
+    assert config["run_monitoring"]["enabled"] is True
+    assert config["run_retries"] == {"enabled": True, "max_retries": 2}
+
+
+def test_the_webserver_and_the_daemon_reach_the_docker_engine():
+    """The daemon launches run containers; the webserver stops one when a run is terminated from the UI."""
+    services = compose("vps_1")["services"]
+    for name in ("dagster-daemon", "dagster-webserver"):
+        assert f"{edge_stack.DOCKER_SOCKET}:{edge_stack.DOCKER_SOCKET}" in services[name]["volumes"], name
+    assert all("docker.sock" not in v for v in services["dagster-code-server"]["volumes"])
+
+
+def test_the_code_server_and_the_webserver_have_healthchecks():
+    services = compose("vps_1")["services"]
+    assert "grpc-health-check" in services["dagster-code-server"]["healthcheck"]["test"]
+    assert any("/server_info" in part for part in services["dagster-webserver"]["healthcheck"]["test"])
+    assert services["dagster-daemon"]["healthcheck"]["test"][-1] == "liveness-check"
