@@ -290,7 +290,15 @@ def dagster_instance() -> dict[str, Any]:
             },
         },
         "scheduler": {"module": "dagster.core.scheduler", "class": "DagsterDaemonScheduler"},
-        "run_monitoring": {"enabled": True, "max_resume_run_attempts": 0, "poll_interval_seconds": 60},
+        # a run container that dies or never starts (image missing, OOM at import) is marked failed, which the failure
+        # sensor reports and run_retries relaunches; a terminated run that does not stop is marked canceled
+        "run_monitoring": {
+            "enabled": True,
+            "start_timeout_seconds": 300,  # a fresh container imports pyspark, chDB and the definitions
+            "cancel_timeout_seconds": 180,
+            "max_resume_run_attempts": 0,
+            "poll_interval_seconds": 60,
+        },
         # a run whose container died (marked failed by run monitoring) is launched again for its unfinished steps;
         # each step replaces its partition whole, so the retry gives the result an uninterrupted run would have
         "run_retries": {"enabled": True, "max_retries": 2},

@@ -11,6 +11,7 @@ import re
 
 import dagster as dg
 import yaml
+from dagster._core.instance.config import dagster_instance_config
 from dagster._serdes import ConfigurableClassData
 
 from deploy import edge_stack
@@ -73,10 +74,17 @@ def test_compute_logs_have_credentials_wherever_they_are_written_or_read():
             assert env.get(var, "").startswith("${" + key + ":?"), (name, var)
 
 
-def test_run_monitoring_fails_a_dead_run_and_retries_it():
-    config = _instance()
-    assert config["run_monitoring"]["enabled"] is True
-    assert config["run_retries"] == {"enabled": True, "max_retries": 2}
+def test_the_whole_instance_file_is_valid_for_this_dagster():
+    config, _ = dagster_instance_config(str(INSTANCE.parent))  # Dagster's own schema; connects to nothing
+    assert config["run_launcher"]["class"] == "DockerRunLauncher"
+
+
+def test_run_monitoring_fails_a_run_whose_container_died_or_never_started_and_retries_it():
+    monitoring = _instance()["run_monitoring"]
+    assert monitoring["enabled"] is True and monitoring["max_resume_run_attempts"] == 0  # fail, never resume
+    assert 60 <= monitoring["start_timeout_seconds"] <= 900 and monitoring["cancel_timeout_seconds"] > 0
+    assert _launcher().supports_check_run_worker_health  # what the monitor asks about each STARTED run
+    assert _instance()["run_retries"] == {"enabled": True, "max_retries": 2}
 
 
 def test_the_webserver_and_the_daemon_reach_the_docker_engine():
