@@ -20,7 +20,7 @@ $PYTHON -c 'import venv, ensurepip' 2>/dev/null || pkgs+=(python3-venv)
 need() { command -v "$1" >/dev/null 2>&1 || [ -x "$1" ] || pkgs+=("$2"); }
 need openvpn openvpn; need /usr/share/easy-rsa/easyrsa easy-rsa; need faketime faketime
 need nginx nginx-light; need cloud-init cloud-init; need /usr/sbin/sshd openssh-server
-need shellcheck shellcheck; need xmllint libxml2-utils; need nft nftables; need ip iproute2
+need shellcheck shellcheck; need xmllint libxml2-utils; need nft nftables; need ip iproute2; need /usr/sbin/iptables iptables
 if [ ${#pkgs[@]} -gt 0 ]; then
   log "installing system packages: ${pkgs[*]}"
   as_root apt-get update -qq

@@ -64,11 +64,11 @@ def test_config_accepts_the_env_ansible_writes(stacks, node: str) -> None:
 
 @pytest.mark.parametrize("node", NODES)
 def test_config_resolves_every_variable_to_the_operators_value(stacks, node: str) -> None:
-    stack, secrets = stacks[0][node], stacks[1]
+    stack, operator_values = stacks[0][node], stacks[1]
     commit = subprocess.run(
         ["git", "-C", str(REPO), "rev-parse", "--short=12", "HEAD"], capture_output=True, text=True, check=True
     ).stdout.strip()
-    expected = {**secrets, "DAGSTER_IMAGE": f"platform/dagster:{commit}"}  # vars.yml's dagster_image
+    expected = {**operator_values, "DAGSTER_IMAGE": f"platform/dagster:{commit}"}  # vars.yml's dagster_image
     result = compose_in(stack, "config", "--format", "json")
     assert result.returncode == 0, result.stderr
     out = result.stdout
