@@ -23,6 +23,7 @@ import ipaddress
 import os
 import re
 import secrets
+import shutil
 import signal
 import subprocess
 import time
@@ -35,6 +36,7 @@ T = TypeVar("T")
 
 PREFIX = "nsl"  # every lab's namespaces are named nsl<pid>x<random>-<name>
 _OWNED = re.compile(rf"^{PREFIX}(\d+)x[0-9a-f]+-")
+NETNS_ETC = Path("/etc/netns")  # per-namespace files `ip netns exec` binds over /etc
 STATE = Path("/run/netns-lab")  # <prefix>.mounts: what a lab mounted, for the clean-up after a killed run
 IFNAME_MAX = 15  # Linux interface names
 ROUTE_TYPES = {"unicast", "local", "broadcast", "multicast", "anycast", "unreachable", "blackhole", "prohibit", "throw"}
@@ -70,6 +72,7 @@ def _kill_inside(netns: str) -> list[int]:
 
 
 def _delete_netns(name: str) -> None:
+    shutil.rmtree(NETNS_ETC / name, ignore_errors=True)
     _kill_inside(name)
     _ip("netns", "del", name, check=False)
 
@@ -152,6 +155,14 @@ class Namespace:
 
     def ip(self, *args: str) -> str:
         return _ip("-n", self.name, *args).stdout
+
+    def hosts(self, names: dict[str, str]) -> None:
+        """Host names this host resolves (``ip netns exec`` binds /etc/netns/<name>/hosts on /etc/hosts), as Docker's
+        DNS resolves a compose service's name; removed with the namespace."""
+        folder = NETNS_ETC / self.name
+        folder.mkdir(parents=True, exist_ok=True)
+        lines = ["127.0.0.1 localhost", *(f"{address} {name}" for name, address in names.items())]
+        (folder / "hosts").write_text("\n".join(lines) + "\n")
 
     def routes(self) -> list[str]:
         return self.ip("-4", "route", "show").splitlines()

@@ -128,3 +128,26 @@ def test_what_the_loop_stores_restores(backup_env, oltp):
         assert a.execute(query).fetchone() == b.execute(query).fetchone()
     with oltp.connect(autocommit=True) as conn:
         conn.execute("DROP DATABASE restore_drill")
+
+
+def test_healthy_while_the_first_round_runs_then_as_its_outcome(backup_env, oltp):
+    """``docker compose up --wait`` waits for every healthcheck: a first dump of a large database must not fail the
+    deployment, and a first round that fails must turn the container unhealthy at once."""
+    env, _client, tmp = backup_env
+    slow = tmp / "bin" / "pg_dump"  # the first dump takes a while, as on a large database
+    slow.write_text('#!/bin/bash\nsleep 3\nexec /usr/lib/postgresql/15/bin/pg_dump "$@"\n')
+    slow.chmod(0o755)
+    assert not _healthy(env)  # a container that has not started its loop
+    running = subprocess.Popen(["bash", str(SCRIPT)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        subprocess.run(["sleep", "1"], check=True)
+        assert running.poll() is None and _healthy(env), "unhealthy while the first dump runs"
+        assert running.wait(timeout=120) == 0, running.stderr.read()
+    finally:
+        running.kill()
+    assert _healthy(env) and not (tmp / "last-success.first-round").exists()
+
+    (tmp / "last-success").unlink()  # a fresh container whose first round fails
+    refused = f"postgresql://{oltp.user}@127.0.0.1:1/{oltp.database}"
+    assert _round(env, OLTP_URL=refused).returncode != 0
+    assert not _healthy(env)

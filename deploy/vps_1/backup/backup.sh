@@ -9,6 +9,9 @@ set -euo pipefail
 export AWS_ACCESS_KEY_ID=$S3_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY=$S3_SECRET_ACCESS_KEY AWS_DEFAULT_REGION=us-east-1
 s3() { aws --endpoint-url "$S3_ENDPOINT_URL" s3 "$@"; }
 stamp_file=${BACKUP_STAMP_FILE:-/tmp/last-success}
+# healthy while the container's first round runs: `docker compose up --wait` must not wait for a large database's
+# first dump (backup-healthy); the round's end removes it, so a failed first round turns unhealthy at once
+first_round=$stamp_file.first-round
 
 prune() {  # name: keep the newest BACKUP_KEEP dumps
   local name=$1 old listing
@@ -38,8 +41,12 @@ round() {
   date +%s > "$stamp_file"
 }
 
+[ -f "$stamp_file" ] || date +%s > "$first_round"
 while true; do
-  if round; then
+  status=0
+  round || status=$?
+  rm -f "$first_round"
+  if [ "$status" = 0 ]; then
     [ "${BACKUP_ONCE:-0}" = 1 ] && exit 0
   else
     [ "${BACKUP_ONCE:-0}" = 1 ] && exit 1
