@@ -29,7 +29,7 @@ AllowUsers {user}
 MaxAuthTries 3
 LoginGraceTime 20
 X11Forwarding no
-AllowAgentForwarding {agent}
+AllowAgentForwarding no
 AllowTcpForwarding {forwarding}
 ClientAliveInterval 300
 """
@@ -144,7 +144,6 @@ def user_data(node: str, ssh_public_keys: list[str]) -> str:
             "permissions": "0644",
             "content": SSHD_HARDENING.format(
                 user=DEPLOY_USER,
-                agent="yes" if is_bastion else "no",
                 forwarding="yes" if is_bastion else "no",  # the bastion forwards the hop to vps_2/vps_3 (ssh -W)
             ),
         },

@@ -1,6 +1,12 @@
-"""cloud-init user-data per node: hardening, upgrades, volumes, and the runtime bound to the private address."""
+"""cloud-init user-data per node: hardening, upgrades, volumes, and the runtime bound to the private address;
+valid for the real `cloud-init schema` (22.4, Debian 12's)."""
 
 from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
 
 import pytest
 import yaml
@@ -61,3 +67,42 @@ def test_k3s_binds_to_the_private_interface():
 def test_a_node_without_ssh_keys_is_refused():
     with pytest.raises(ValueError, match="SSH public key"):
         cloud_init.user_data("vps_1", [])
+
+
+# --- under the real tool: cloud-init 22.4 (Debian 12's, what the nodes run) -----------------------------------------
+CLOUD_INIT_PYTHON = "/usr/bin/python3"  # /usr/bin/cloud-init's interpreter, where its schema module lives
+
+
+def _schema(path: Path) -> subprocess.CompletedProcess:
+    assert shutil.which("cloud-init"), "cloud-init is missing: deploy/local/bootstrap.sh installs it"
+    return subprocess.run(["cloud-init", "schema", "--config-file", str(path)], capture_output=True, text=True)
+
+
+@pytest.mark.parametrize("node", list(NODES))
+def test_user_data_passes_cloud_init_schema(node: str, tmp_path: Path) -> None:
+    """No errors and no deprecation warnings (22.4 prints those and still exits 0, so the output is compared)."""
+    path = tmp_path / f"{node}.yaml"
+    path.write_text(cloud_init.user_data(node, [KEY]))
+    result = _schema(path)
+    assert (result.returncode, result.stdout.strip(), result.stderr) == (0, f"Valid cloud-config: {path}", "")
+
+
+def test_user_data_uses_only_keys_cloud_init_knows() -> None:
+    """22.4's schema allows unknown top-level keys (a misspelt module key would be silently ignored on the node)."""
+    code = (
+        "import json; from cloudinit.config.schema import get_schema; s = get_schema(); "
+        "print(json.dumps(sorted({k for r in s['allOf'] for k in s['$defs'][r['$ref'].split('/')[-1]]"
+        ".get('properties', {})})))"
+    )
+    known = set(json.loads(subprocess.run([CLOUD_INIT_PYTHON, "-c", code], capture_output=True, check=True).stdout))
+    assert {"users", "write_files", "runcmd"} <= known
+    for node in NODES:
+        assert set(_doc(node)) - known == set(), node
+
+
+def test_cloud_init_schema_reports_an_error(tmp_path: Path) -> None:
+    """The check can fail: a write_files entry with a misspelt key is an error."""
+    path = tmp_path / "bad.yaml"
+    path.write_text("#cloud-config\nwrite_files:\n  - path: /etc/x\n    contents: x\n")
+    result = _schema(path)
+    assert result.returncode != 0 and "'contents' was unexpected" in result.stdout + result.stderr
