@@ -5,7 +5,8 @@ PY := $(VENV)/bin/python
 STACK := $(PY) -m deploy.local.stack
 SF ?=
 
-.PHONY: help setup up down status up-spark-connect config-check demo seed simulate dev test bench lint lock
+.PHONY: help setup up down status up-spark-connect config-check demo seed simulate dev test bench lint lock \
+	topology-up topology-down
 
 help:
 	@echo "make demo     set up, start the local stack, seed TPC-H, materialize every asset, print a summary"
@@ -16,6 +17,7 @@ help:
 	@echo "make simulate DAYS=n  apply n days of deterministic OLTP activity (then make demo reloads it all)"
 	@echo "make bench SF=0.1  benchmark each stage against the naive way and the engine's limit"
 	@echo "make lint     ruff"
+	@echo "make topology-up/down  the three nodes + the internet as network namespaces (root; see deploy/README.md)"
 
 setup:
 	@./deploy/local/bootstrap.sh
@@ -53,6 +55,12 @@ test: setup
 
 bench: up  ## each stage vs the naive way and the engine's limit, plus an incremental day; SF=0.1 by default, BENCH_ARGS=--help
 	@$(PY) -m benchmarks.run --sf $(or $(SF),0.1) $(BENCH_ARGS)
+
+topology-up: setup  ## the nodes as network namespaces behind their firewalls, stand-in listeners (root)
+	@$(PY) -m deploy.sim up
+
+topology-down:  ## idempotent
+	@if [ -x $(PY) ]; then $(PY) -m deploy.sim down; fi
 
 lint: setup
 	@$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .

@@ -10,8 +10,9 @@ from typing import Any
 
 import yaml
 
+from deploy.firewall import listen_address
 from deploy.storage import volume
-from resources.topology import NODES, service
+from resources.topology import service
 
 PLATFORM_ROOT = "/opt/platform"  # where Ansible puts each node's stack; compose project directory
 
@@ -23,7 +24,7 @@ def publish(service_name: str, container_port: int | None = None) -> str:
     svc = service(service_name)
     if svc.reach == "node":
         raise ValueError(f"{service_name} is reached by the node's containers only: it is never published")
-    host_ip = "0.0.0.0" if svc.public else NODES[svc.node].private_ip
+    host_ip = listen_address(service_name)
     mapping = f"{host_ip}:{svc.port}:{container_port or svc.port}"
     return mapping if svc.protocol == "tcp" else f"{mapping}/{svc.protocol}"
 

@@ -1,6 +1,6 @@
 """vps_1's OpenVPN gateway, live: the real ``entrypoint.sh`` and ``vpn-client`` under the real openvpn, easy-rsa and
 iptables, with the generated ``server.conf`` (only its ``/etc/openvpn`` paths moved to a scratch folder), in network
-namespaces (tests/netns.py), over years of faked time (libfaketime).
+namespaces (deploy/sim/netns.py), over years of faked time (libfaketime).
 
 Hosts: ``edge`` (the container: 203.0.113.1 on a simulated internet, vps_1's VPC address on a link to ``vpc``),
 ``laptop`` (a VPN client, 203.0.113.10) and ``vpc`` (vps_2's address, a TCP service that answers with the address
@@ -30,7 +30,7 @@ import pytest
 from resources.topology import NODES
 from tests.conftest import TEST_TMP
 from tests.deploy._helpers import DEPLOY, compose
-from tests.netns import Lab, Namespace, host_routes_overlapping, wait_for
+from deploy.sim.netns import Lab, Namespace, host_routes_overlapping, wait_for
 
 OPENVPN = DEPLOY / "vps_1" / "openvpn"
 ENTRYPOINT, VPN_CLIENT, SERVER_CONF = OPENVPN / "entrypoint.sh", OPENVPN / "vpn-client", OPENVPN / "server.conf"

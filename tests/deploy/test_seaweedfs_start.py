@@ -16,7 +16,7 @@ from pathlib import Path
 
 from resources.topology import SERVICES
 from tests.deploy._helpers import DEPLOY
-from tests.netns import Lab, wait_for
+from deploy.sim.netns import Lab, wait_for
 
 START = DEPLOY / "vps_1" / "seaweedfs" / "start.sh"
 BIN = Path(sys.executable).parent

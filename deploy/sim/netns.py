@@ -206,8 +206,9 @@ class Switch:
 class Lab:
     """Namespaces, links, mounts and processes of one test run, all removed on exit."""
 
-    def __init__(self) -> None:
-        self.prefix = f"{PREFIX}{os.getpid()}x{secrets.token_hex(3)}"
+    def __init__(self, prefix: str | None = None) -> None:
+        """``prefix``: a fixed name for a lab that outlives its process (``python -m deploy.sim up``)."""
+        self.prefix = prefix or f"{PREFIX}{os.getpid()}x{secrets.token_hex(3)}"
         self.namespaces: list[Namespace] = []
         self.processes: list[subprocess.Popen[bytes]] = []
         self.mounts: list[Path] = []
@@ -295,3 +296,11 @@ def wait_for(predicate: Callable[[], T], timeout: float, what: str, interval: fl
         if time.monotonic() > deadline:
             raise TimeoutError(f"timed out after {timeout} s waiting for {what}")
         time.sleep(interval)
+
+
+def remove_prefixed(prefix: str) -> list[str]:
+    """Delete every namespace named ``<prefix>-…`` with whatever runs in it (idempotent)."""
+    names = [n for n in _netns_names() if n.startswith(prefix + "-")]
+    for name in names:
+        _delete_netns(name)
+    return names
