@@ -2,6 +2,7 @@
 
     platform describe                          topology, table catalog, asset graph (JSON)
     platform materialize raw/region            launch a run, stream progress, exit 1 with the failing step's error
+    platform materialize job:full_lineage --from 1992-01-01 --to 1998-08-02   a whole job over a range of days
     platform status [RUN_ID]                   a run (or the latest runs) as JSON
     platform checks raw/region                 asset-check results, exit 1 if one failed
 
@@ -31,7 +32,7 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("describe", help="topology, catalog and asset graph with freshness")
     mat = sub.add_parser("materialize", help="launch a run of SELECTION and follow it")
-    mat.add_argument("selection", nargs="+", help="asset keys (raw/region), group:NAME or '*'")
+    mat.add_argument("selection", nargs="+", help="asset keys (raw/region), group:NAME, '*', or job:NAME (a whole job)")
     mat.add_argument("--partition", help="one partition key (partitioned assets only)")
     mat.add_argument("--from", dest="start", help="first partition key of a range")
     mat.add_argument("--to", dest="end", help="last partition key of a range")

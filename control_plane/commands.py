@@ -140,21 +140,34 @@ def partition_tags(nodes: list[dict[str, Any]], partition: str | None, start: st
 
 
 def launch(client: GraphQLClient, selection: list[str], tags: dict[str, str] | None = None, **partitions) -> str:
-    """Launch one run of the selected assets (with their checks) through the webserver; returns the run id."""
-    nodes = resolve_selection(asset_nodes(client), selection)
-    run_tags = {**partition_tags(nodes, **partitions), "platform/launched_by": "control_plane", **(tags or {})}
-    jobs = set.intersection(*(set(n["jobNames"]) for n in nodes))
+    """Launch one run of the selected assets (with their checks), or of a whole job (``job:NAME``), through the
+    webserver; returns the run id."""
+    all_nodes = asset_nodes(client)
+    whole_job = selection[0].removeprefix("job:") if len(selection) == 1 and selection[0].startswith("job:") else None
+    if whole_job:
+        nodes = [n for n in all_nodes if whole_job in n["jobNames"]]
+        if not nodes:
+            raise ControlPlaneError(f"no job {whole_job!r} in the code location")
+        partitioned = [n for n in nodes if n["isPartitioned"]]  # the job's partitions are its partitioned assets'
+        run_tags = partition_tags(partitioned, **partitions)
+    else:
+        nodes = resolve_selection(all_nodes, selection)
+        run_tags = partition_tags(nodes, **partitions)
+    run_tags |= {"platform/launched_by": "control_plane", **(tags or {})}
+    jobs = {whole_job} if whole_job else set.intersection(*(set(n["jobNames"]) for n in nodes))
     if not jobs:
         raise ControlPlaneError("the selected assets share no job; materialize them separately")
     job = IMPLICIT_ASSET_JOB if IMPLICIT_ASSET_JOB in jobs else sorted(jobs)[0]
     repo = nodes[0]["repository"]
+    selector = {
+        "repositoryLocationName": repo["location"]["name"],
+        "repositoryName": repo["name"],
+        "pipelineName": job,
+    }
+    if not whole_job:
+        selector["assetSelection"] = [{"path": n["assetKey"]["path"]} for n in nodes]
     params = {
-        "selector": {
-            "repositoryLocationName": repo["location"]["name"],
-            "repositoryName": repo["name"],
-            "pipelineName": job,
-            "assetSelection": [{"path": n["assetKey"]["path"]} for n in nodes],
-        },
+        "selector": selector,
         "executionMetadata": {"tags": [{"key": k, "value": v} for k, v in run_tags.items()]},
     }
     result = client.query(queries.LAUNCH_RUN, {"params": params})["launchRun"]

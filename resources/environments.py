@@ -70,7 +70,8 @@ def spark_resource(env: Environment, object_store: ObjectStoreResource) -> Spark
 
 def clickhouse_resource(env: Environment) -> ClickHouseResource:
     svc = service("clickhouse-shard1-http")
-    if env == "local":
+    # CLICKHOUSE_DSN=chdb://… also in prod: the simulated topology (deploy/sim), where no ClickHouse server runs
+    if env == "local" or os.environ.get("CLICKHOUSE_DSN", "").startswith("chdb://"):
         return ClickHouseResource(
             dsn=_env("CLICKHOUSE_DSN", f"chdb://{data_dir() / 'clickhouse'}"),
             cluster=_env("CLICKHOUSE_CLUSTER", "platform") or None,

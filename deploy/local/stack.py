@@ -63,7 +63,7 @@ def _pg_dir() -> Path:
     return data_dir() / "postgres"
 
 
-def _let_postgres_reach(path: Path) -> None:
+def let_postgres_reach(path: Path) -> None:
     """As root the server runs as ``postgres``, which needs search (x) permission on every parent folder.
 
     A clone under a private folder (mode 0700, e.g. from mktemp) lacks it; grant search only, not listing.
@@ -83,7 +83,7 @@ def postgres_up() -> None:
     root.mkdir(parents=True, exist_ok=True)
     if os.geteuid() == 0:
         shutil.chown(root, "postgres", "postgres")
-        _let_postgres_reach(root)
+        let_postgres_reach(root)
     if not (pgdata / "PG_VERSION").exists():
         pwfile = root / ".pwfile"
         pwfile.write_text(password + "\n")

@@ -158,11 +158,13 @@ class Namespace:
 
     def hosts(self, names: dict[str, str]) -> None:
         """Host names this host resolves (``ip netns exec`` binds /etc/netns/<name>/hosts on /etc/hosts), as Docker's
-        DNS resolves a compose service's name; removed with the namespace."""
+        DNS resolves a compose service's name; added to the names set before, removed with the namespace."""
         folder = NETNS_ETC / self.name
         folder.mkdir(parents=True, exist_ok=True)
-        lines = ["127.0.0.1 localhost", *(f"{address} {name}" for name, address in names.items())]
-        (folder / "hosts").write_text("\n".join(lines) + "\n")
+        path = folder / "hosts"
+        known = dict(line.split()[::-1] for line in path.read_text().splitlines()[1:]) if path.exists() else {}
+        lines = ["127.0.0.1 localhost", *(f"{address} {name}" for name, address in (known | names).items())]
+        path.write_text("\n".join(lines) + "\n")
 
     def routes(self) -> list[str]:
         return self.ip("-4", "route", "show").splitlines()

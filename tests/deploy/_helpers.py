@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
+
+if TYPE_CHECKING:
+    from deploy.sim.gateway import Connection
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 REPO = DEPLOY.parent
@@ -157,3 +160,17 @@ def container_env(service: dict[str, Any]) -> dict[str, str]:
     """A service's environment from ``config --format json`` as the container gets it: ``config`` writes a
     literal ``$`` as ``$$`` (its output is itself a compose file)."""
     return {key: (value or "").replace("$$", "$") for key, value in service.get("environment", {}).items()}
+
+
+# --- VPN clients (test_openvpn.py, tests/topology/test_vpn_gateway.py)
+
+
+def assert_split_tunnel(connection: Connection, vpn_subnet: str, vpc_cidr: str) -> None:
+    """A connected client has a tunnel address in the VPN subnet, the VPC routed through the tunnel and nothing else:
+    no default route, so the client's other traffic never goes through the gateway."""
+    prefix = vpn_subnet.rsplit(".", 1)[0] + "."
+    routes, dev = connection.routes, connection.device
+    assert connection.address and connection.address.startswith(prefix), connection.address
+    assert any(r.startswith(f"{vpc_cidr} via {prefix}1 dev {dev}") for r in routes), routes
+    assert not [r for r in routes if r.startswith(("default", "0.0.0.0/1", "128.0.0.0/1"))], routes
+    assert {r.split()[0] for r in routes if f"dev {dev}" in r} == {vpn_subnet, vpc_cidr}, routes

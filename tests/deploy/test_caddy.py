@@ -5,9 +5,11 @@ Ansible writes from it, ``docker compose config``'s resolved ``proxy.environment
 ``caddy validate`` and ``caddy adapt`` take the file as deployed. The live ``caddy run`` replaces only what cannot
 work here: the ACME issuer by ``tls internal`` (Caddy's local CA, not installed in the system trust), :443 and the
 admin's 127.0.0.1:2019 by free loopback ports (``http_port`` moved too, to prove nothing serves plain HTTP), the
-domain by localhost, the upstream dagster-webserver:3000 by a Python HTTP server on loopback.
+domain by localhost, the upstream dagster-webserver:3000 by a Python HTTP server on loopback (the rewrite is
+deploy/sim/gateway.py's, which tests/topology/test_vpn_gateway.py runs on vps_1's :443 in the simulated topology,
+with dagster-webserver resolved by the node's hosts file).
 Unchecked: ACME itself (TLS-ALPN-01 issuance needs the public name and 443 reachable from the CA), the image's
-entrypoint reading /etc/caddy/Caddyfile, and the compose network that resolves dagster-webserver.
+entrypoint reading /etc/caddy/Caddyfile, and Docker's DNS on the compose network.
 """
 
 from __future__ import annotations
@@ -30,8 +32,8 @@ from typing import Any
 
 import pytest
 
+from deploy.sim import gateway
 from tests.deploy._helpers import (
-    DEPLOY,
     ansible_node_stacks,
     compose_in,
     container_env,
@@ -39,7 +41,7 @@ from tests.deploy._helpers import (
     tool,
 )
 
-CADDYFILE = DEPLOY / "vps_1" / "caddy" / "Caddyfile"
+CADDYFILE = gateway.CADDYFILE
 UPSTREAM_BODY = b"dagster-webserver stand-in"
 HEADERS = {
     "Strict-Transport-Security": "max-age=31536000",
@@ -59,9 +61,8 @@ class Proxy:
     scratch: Path
 
     def caddy_env(self, **overrides: str) -> dict[str, str]:
-        home = self.scratch / "home"
-        dirs = {"HOME": home, "XDG_DATA_HOME": home / "data", "XDG_CONFIG_HOME": home / "config"}
-        return {"PATH": os.environ["PATH"], **{k: str(v) for k, v in dirs.items()}, **self.env, **overrides}
+        dirs = gateway.caddy_dirs(self.scratch / "home")
+        return {"PATH": os.environ["PATH"], **dirs, **self.env, **overrides}
 
 
 @pytest.fixture(scope="module")
@@ -147,19 +148,9 @@ def _free_port() -> int:
 
 
 def _local(text: str, admin_port: int, http_port: int, https_port: int) -> str:
-    """The deployed Caddyfile with only what cannot work here replaced; each replacement must apply exactly once."""
-    replacements = [
-        (r"^\tadmin 127\.0\.0\.1:2019$", f"\tadmin 127.0.0.1:{admin_port}"),
-        (
-            r"^\{\n",
-            f"{{\n\tskip_install_trust\n\tdefault_bind 127.0.0.1\n\thttp_port {http_port}\n\thttps_port {https_port}\n",
-        ),
-        (r"^\ttls \{\n.*?^\t\}$", "\ttls internal"),
-    ]
-    for pattern, replacement in replacements:
-        text, n = re.subn(pattern, replacement, text, count=1, flags=re.M | re.S)
-        assert n == 1, f"the Caddyfile changed shape: {pattern!r} not found"
-    return text
+    """Beyond the simulation's rewrite (local CA): free loopback ports, since this Caddy runs on the host."""
+    options = ["default_bind 127.0.0.1", f"http_port {http_port}", f"https_port {https_port}"]
+    return gateway.caddyfile(text, options, admin=f"127.0.0.1:{admin_port}")
 
 
 @pytest.fixture(scope="module")
@@ -180,7 +171,7 @@ def live(proxy: Proxy) -> Iterator[Live]:
             stderr=subprocess.STDOUT,
         )
     try:
-        ca = Path(env["XDG_DATA_HOME"]) / "caddy" / "pki" / "authorities" / "local" / "root.crt"
+        ca = Path(env["XDG_DATA_HOME"]) / gateway.CA_ROOT
         _wait_until_serving(caddy, log, ca, admin_port, https_port)
         yield Live(https_port, http_port, admin_port, ca, upstream)
     finally:

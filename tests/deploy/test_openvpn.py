@@ -1,6 +1,7 @@
 """vps_1's OpenVPN gateway, live: the real ``entrypoint.sh`` and ``vpn-client`` under the real openvpn, easy-rsa and
 iptables, with the generated ``server.conf`` (only its ``/etc/openvpn`` paths moved to a scratch folder), in network
-namespaces (deploy/sim/netns.py), over years of faked time (libfaketime).
+namespaces (deploy/sim/netns.py), over years of faked time (libfaketime). The container itself (folders, volume,
+environment, clients) is deploy/sim/gateway.py's, which tests/topology/test_vpn_gateway.py runs in the topology.
 
 Hosts: ``edge`` (the container: 203.0.113.1 on a simulated internet, vps_1's VPC address on a link to ``vpc``),
 ``laptop`` (a VPN client, 203.0.113.10) and ``vpc`` (vps_2's address, a TCP service that answers with the address
@@ -13,36 +14,28 @@ from __future__ import annotations
 
 import contextlib
 import os
-import re
 import shutil
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from glob import glob
 from pathlib import Path
 
 import pytest
 
+from deploy.sim import gateway as sim_gateway
+from deploy.sim.gateway import CONNECTED, EASYRSA, PATH
+from deploy.sim.netns import Lab, Namespace, host_routes_overlapping, wait_for
 from resources.topology import NODES
 from tests.conftest import TEST_TMP
-from tests.deploy._helpers import DEPLOY, compose
-from deploy.sim.netns import Lab, Namespace, host_routes_overlapping, wait_for
+from tests.deploy._helpers import assert_split_tunnel
 
-OPENVPN = DEPLOY / "vps_1" / "openvpn"
-ENTRYPOINT, VPN_CLIENT, SERVER_CONF = OPENVPN / "entrypoint.sh", OPENVPN / "vpn-client", OPENVPN / "server.conf"
-EASYRSA = Path("/usr/share/easy-rsa/easyrsa")
-PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"  # Debian's, as in the image
-GATEWAY_ENV = compose("vps_1")["services"]["openvpn"]["environment"]
+GATEWAY_ENV = sim_gateway.compose_service("openvpn")["environment"]
 VPN_SUBNET, VPC_CIDR = GATEWAY_ENV["VPN_SUBNET"], GATEWAY_ENV["VPC_CIDR"]
 PUBLIC_IP, LAPTOP_IP = "203.0.113.1", "203.0.113.10"  # documentation range, inside the lab only
 EDGE_VPC_IP, VPC_HOST_IP, VPC_PORT = NODES["vps_1"].private_ip, NODES["vps_2"].private_ip, 8000
-CONNECTED = "Initialization Sequence Completed"
-REFUSED = re.compile(r"TLS Error|AUTH_FAILED|VERIFY ERROR|SIGUSR1\[soft,tls-error\]")  # seen by the client
-GATEWAY_REFUSED = re.compile(r"VERIFY ERROR|TLS Error: TLS handshake failed")
 ANSWER = f"""
 import socket
 with socket.create_server(({VPC_HOST_IP!r}, {VPC_PORT})) as s:
@@ -66,35 +59,24 @@ def _libfaketime() -> str:
 
 def _require_tools() -> None:
     """The set-up installs these (deploy/local/bootstrap.sh): a missing one is a failure, not a skip."""
-    assert os.geteuid() == 0, "network namespaces need root"
-    for tool in ("ip", "openvpn", "iptables", "openssl", "flock"):
-        assert shutil.which(tool, path=PATH), f"{tool} missing: run deploy/local/bootstrap.sh"
-    assert EASYRSA.is_file(), "easy-rsa missing: run deploy/local/bootstrap.sh"
-    assert Path("/dev/net/tun").exists(), "no /dev/net/tun"
+    try:
+        sim_gateway.require_openvpn_tools()
+    except (PermissionError, FileNotFoundError) as error:
+        pytest.fail(str(error))
 
 
-@dataclass
-class Connection:
-    connected: bool
-    client_log: str
-    gateway_log: str  # what the gateway logged meanwhile
+class Gateway(sim_gateway.OpenVPN):
+    """The container (deploy/sim/gateway.py) on a lab clock: one libfaketime file every lab process reads."""
 
-
-class Gateway:
-    """The container's folders, clock and environment; starts the entrypoint as Docker would."""
-
-    def __init__(self, lab: Lab, edge: Namespace, laptop: Namespace, work: Path) -> None:
-        self.lab, self.edge, self.laptop, self.work = lab, edge, laptop, work
-        self.etc = work / "etc-openvpn"  # /etc/openvpn
-        self.pki = self.etc / "pki"
+    def __init__(self, edge: Namespace, laptop: Namespace, work: Path) -> None:
+        self.laptop = laptop
         self.clock = work / "faketime.rc"
         self.offset_days = 0
         self.set_clock(0)
-        self.etc.mkdir()
-        self.conf = self.etc / "server.conf"
-        self.conf.write_text(SERVER_CONF.read_text().replace("/etc/openvpn", str(self.etc)))
-        self.starts = 0
-        self.proc: subprocess.Popen[bytes] | None = None
+        super().__init__(edge, work, PUBLIC_IP)
+
+    def clock_env(self) -> dict[str, str]:
+        return {"LD_PRELOAD": _libfaketime(), "FAKETIME_TIMESTAMP_FILE": str(self.clock), "FAKETIME_NO_CACHE": "1"}
 
     def set_clock(self, days: int) -> None:
         """Move every lab process's clock at once (libfaketime re-reads the file at each call: no cache)."""
@@ -106,88 +88,21 @@ class Gateway:
     def now(self) -> datetime:
         return datetime.now(UTC) + timedelta(days=self.offset_days)
 
-    def env(self, **extra: str) -> dict[str, str]:
-        return {
-            **os.environ,
-            "PATH": PATH,
-            "LD_PRELOAD": _libfaketime(),
-            "FAKETIME_TIMESTAMP_FILE": str(self.clock),
-            "FAKETIME_NO_CACHE": "1",
-            "OPENVPN_DIR": str(self.etc),  # the only path that differs from the container's
-            "VPN_SUBNET": VPN_SUBNET,
-            "VPC_CIDR": VPC_CIDR,
-            "VPN_PUBLIC_HOST": PUBLIC_IP,
-            **extra,
-        }
-
-    @property
-    def log_path(self) -> Path:
-        return self.work / f"server-{self.starts}.log"
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def start(self, check_seconds: int) -> None:
-        """One container start: the entrypoint, which execs OpenVPN; its renewal loop checks every ``check_seconds``."""
-        self.starts += 1
-        env = self.env(VPN_RENEW_CHECK_SECONDS=str(check_seconds))
-        self.proc = self.edge.popen(str(ENTRYPOINT), log=self.log_path, env=env)
-        wait_for(lambda: CONNECTED in self.log() or self.proc.poll() is not None, 60, "the gateway to start")
-        assert self.proc.poll() is None, f"entrypoint exited {self.proc.returncode}:\n{self.log()[-3000:]}"
-
-    def stop(self) -> None:
-        assert self.proc is not None
-        self.lab.stop(self.proc)
-
-    def vpn_client(self, *args: str) -> str:
-        """``docker compose exec -T openvpn vpn-client ...``: same namespace, paths and clock as the gateway."""
-        return self.edge.run(str(VPN_CLIENT), *args, env=self.env()).stdout
-
-    def issue(self, name: str) -> Path:
-        profile = self.work / f"{name}.ovpn"
-        profile.write_text(self.vpn_client("issue", name))
-        return profile
-
-    @contextlib.contextmanager
-    def session(self, profile: Path) -> Iterator[Connection]:
-        """An openvpn client on the laptop until it connects or is refused; stopped (tun gone) on exit.
-
-        A client whose certificate the gateway rejects is not told (TLS 1.3 verifies it after the handshake) and would
-        retry for a minute: the gateway's log says it first.
-        """
-        log = self.work / f"{profile.stem}-{time.monotonic_ns()}.log"
-        before = len(self.log())
-        proc = self.laptop.popen("openvpn", "--config", str(profile), log=log, env=self.env())
-
-        def outcome() -> Connection | None:
-            client, gateway = log.read_text(errors="replace"), self.log()[before:]
-            if CONNECTED in client:
-                return Connection(True, client, gateway)
-            if REFUSED.search(client) or GATEWAY_REFUSED.search(gateway) or proc.poll() is not None:
-                return Connection(False, client, gateway)
-            return None
-
-        try:
-            yield wait_for(outcome, 20, f"{profile.stem}'s client to connect or be refused")
-        finally:
-            self.lab.stop(proc)
+    def session(self, profile: Path) -> contextlib.AbstractContextManager[sim_gateway.Connection]:
+        return self.client(self.laptop, profile)
 
     def refusal(self, profile: Path) -> str:
         """Connect and expect a refusal: the reason (the VERIFY ERROR line of the gateway, else of the client)."""
         with self.session(profile) as c:
             assert not c.connected, f"{profile.stem} connected:\n{c.client_log[-2000:]}"
-        reasons = re.findall(r"VERIFY ERROR: .*", c.gateway_log) or re.findall(r"VERIFY ERROR: .*", c.client_log)
-        assert reasons, f"{profile.stem} refused, but not by certificate checks:\n{c.client_log[-2000:]}"
-        return reasons[0]
+        assert c.refusal, f"{profile.stem} refused, but not by certificate checks:\n{c.client_log[-2000:]}"
+        return c.refusal
 
     def expect_connects(self, profile: Path) -> None:
         with self.session(profile) as c:
             assert c.connected, (
                 f"{profile.stem} refused:\n{c.client_log[-1500:]}\n--- gateway:\n{c.gateway_log[-1500:]}"
             )
-
-    def list(self) -> set[str]:
-        return set(self.vpn_client("list").splitlines())
 
     def crl_next_update(self) -> datetime:
         return _next_update(self.etc / "crl.pem")
@@ -229,11 +144,9 @@ def gateway(work: Path) -> Iterator[Gateway]:
         internet.attach(laptop, f"{LAPTOP_IP}/24")
         prefix = VPC_CIDR.split("/")[1]
         lab.link(edge, f"{EDGE_VPC_IP}/{prefix}", vpc, f"{VPC_HOST_IP}/{prefix}")
-        edge.sysctl("net.ipv4.ip_forward", "1")  # compose: sysctls net.ipv4.ip_forward
+        sim_gateway.apply_sysctls(edge, "openvpn")  # compose: sysctls net.ipv4.ip_forward
         vpc.popen(sys.executable, "-c", ANSWER)
-        gw = Gateway(lab, edge, laptop, work)
-        lab.bind_mount(work / "volume-openvpn-pki", gw.pki)  # compose: openvpn-pki:/etc/openvpn/pki
-        yield gw
+        yield Gateway(edge, laptop, work)  # mounts the PKI volume, as compose does
     _assert_host_untouched()
 
 
@@ -270,30 +183,20 @@ def _day_0(gw: Gateway) -> tuple[Path, Path]:
     """First start on an empty mount point; a client gets the VPC and only the VPC; a revoked one is refused."""
     gw.start(check_seconds=1)
     assert "Device or resource busy" not in gw.log()
-    nat = gw.edge.run("iptables", "-t", "nat", "-S", "POSTROUTING").stdout
+    nat = gw.ns.run("iptables", "-t", "nat", "-S", "POSTROUTING").stdout
     assert f"-A POSTROUTING -s {VPN_SUBNET} -d {VPC_CIDR} -j MASQUERADE" in nat
     alice, bob = gw.issue("alice"), gw.issue("bob")
     assert f"remote {PUBLIC_IP} 1194" in alice.read_text()
     with gw.session(alice) as c:
         assert c.connected, c.client_log[-2000:]
-        _assert_split_tunnel(gw.laptop)
+        assert_split_tunnel(c, VPN_SUBNET, VPC_CIDR)
+        seen_as = gw.laptop.run(sys.executable, "-c", ASK).stdout.strip()
+        assert seen_as == EDGE_VPC_IP, f"the VPC saw {seen_as}: the gateway should masquerade VPN clients"
     gw.vpn_client("revoke", "alice")
     assert "certificate revoked" in gw.refusal(alice)
     assert {"R alice", "V bob"} <= gw.list()
     gw.expect_connects(bob)
     return alice, bob
-
-
-def _assert_split_tunnel(laptop: Namespace) -> None:
-    """A tunnel address in the VPN subnet, a route to the VPC through it, no default route; the VPC answers, NATed."""
-    prefix = VPN_SUBNET.rsplit(".", 1)[0] + "."
-    assert [a for a in laptop.addresses("tun0") if a.startswith(prefix)], laptop.ip("addr")
-    routes = laptop.routes()
-    assert any(r.startswith(f"{VPC_CIDR} via {prefix}1 dev tun0") for r in routes), routes
-    assert not [r for r in routes if r.startswith(("default", "0.0.0.0/1", "128.0.0.0/1"))], routes
-    assert {r.split()[0] for r in routes if "dev tun0" in r} == {VPN_SUBNET, VPC_CIDR}, routes
-    seen_as = laptop.run(sys.executable, "-c", ASK).stdout.strip()
-    assert seen_as == EDGE_VPC_IP, f"the VPC saw {seen_as}: the gateway should masquerade VPN clients"
 
 
 def _day_200_crl_renewed_while_running(gw: Gateway, alice: Path, bob: Path) -> Path:
@@ -339,5 +242,5 @@ def _day_900_server_certificate_renewed(gw: Gateway, alice: Path, carol: Path) -
     gw.expect_connects(carol)
     assert "certificate revoked" in gw.refusal(alice)
     assert {"R server", "V server", "R alice"} <= gw.list()  # the old server certificate: superseded
-    nat = gw.edge.run("iptables", "-t", "nat", "-S", "POSTROUTING").stdout
+    nat = gw.ns.run("iptables", "-t", "nat", "-S", "POSTROUTING").stdout
     assert nat.count("MASQUERADE") == 1, "restarts must not pile up NAT rules"

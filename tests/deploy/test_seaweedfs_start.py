@@ -14,9 +14,9 @@ import secrets
 import sys
 from pathlib import Path
 
+from deploy.sim.netns import Lab, wait_for
 from resources.topology import SERVICES
 from tests.deploy._helpers import DEPLOY
-from deploy.sim.netns import Lab, wait_for
 
 START = DEPLOY / "vps_1" / "seaweedfs" / "start.sh"
 BIN = Path(sys.executable).parent
