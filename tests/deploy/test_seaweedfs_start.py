@@ -26,7 +26,7 @@ GRPC_OFFSET = 10000  # weed's gRPC port for each of its servers
 PROBE = """
 import sys, boto3, botocore
 from botocore.config import Config
-url, key, secret = sys.argv[1:]
+url, *keys = sys.argv[1:]
 anonymous = boto3.client("s3", endpoint_url=url, region_name="us-east-1",
                          config=Config(signature_version=botocore.UNSIGNED))
 try:
@@ -34,8 +34,8 @@ try:
     print("anonymous: accepted")
 except botocore.exceptions.ClientError as e:
     print("anonymous:", e.response["ResponseMetadata"]["HTTPStatusCode"])
-owner = boto3.client("s3", endpoint_url=url, region_name="us-east-1", aws_access_key_id=key,
-                     aws_secret_access_key=secret)
+owner = boto3.client("s3", endpoint_url=url, region_name="us-east-1",
+                     **dict(zip(("aws_access_key_id", "aws_secret_access_key"), keys)))
 owner.create_bucket(Bucket="lake")
 owner.put_object(Bucket="lake", Key="k", Body=b"v")
 print("owner:", owner.get_object(Bucket="lake", Key="k")["Body"].read().decode())
