@@ -70,8 +70,7 @@ def spark_resource(env: Environment, object_store: ObjectStoreResource) -> Spark
 
 def clickhouse_resource(env: Environment) -> ClickHouseResource:
     svc = service("clickhouse-shard1-http")
-    # CLICKHOUSE_DSN=chdb://… also in prod: the simulated topology (deploy/sim), where no ClickHouse server runs
-    if env == "local" or os.environ.get("CLICKHOUSE_DSN", "").startswith("chdb://"):
+    if env == "local" or in_process_clickhouse():
         return ClickHouseResource(
             dsn=_env("CLICKHOUSE_DSN", f"chdb://{data_dir() / 'clickhouse'}"),
             cluster=_env("CLICKHOUSE_CLUSTER", "platform") or None,
@@ -102,9 +101,16 @@ def resource_defs(env: Environment | None = None) -> dict[str, Any]:
     }
 
 
+def in_process_clickhouse() -> bool:
+    """``CLICKHOUSE_DSN=chdb://…`` in prod too: the simulated topology (deploy/sim), where no ClickHouse server runs."""
+    return os.environ.get("CLICKHOUSE_DSN", "").startswith("chdb://")
+
+
 def executor_def(env: Environment | None = None) -> dg.ExecutorDefinition:
-    """Local: one process, so one Spark JVM and one chDB engine serve the whole run.
+    """Local: one process, so one Spark JVM and one chDB engine serve the whole run (a chDB folder opens in one
+    process only, so also wherever chDB stands in for the cluster).
 
     Prod: a process per step; the engines are remote, so steps are cheap to start and run in parallel.
     """
-    return dg.in_process_executor if (env or platform_env()) == "local" else dg.multiprocess_executor
+    one_process = (env or platform_env()) == "local" or in_process_clickhouse()
+    return dg.in_process_executor if one_process else dg.multiprocess_executor

@@ -63,9 +63,16 @@ def _set(conf: str, key: str, value: str) -> str:
 
 
 def spark_defaults(original: str, port: int, folder: Path) -> str:
-    """The ConfigMap's defaults with Spark's port and its scratch folder moved; everything else as shipped."""
+    """The ConfigMap's defaults with Spark's port and its scratch folder moved, plus the s3a jars the image bakes
+    into /opt/spark/jars (the pyspark wheel's Spark has none); everything else as shipped."""
+    from resources.settings import s3a_jars_dir
+
     conf = _set(original, "spark.connect.grpc.binding.port", str(port))
-    return _set(conf, "spark.local.dir", str(folder / "spark-local"))
+    conf = _set(conf, "spark.local.dir", str(folder / "spark-local"))
+    jars = sorted(str(p) for p in s3a_jars_dir().glob("*.jar"))
+    if not jars:
+        raise RuntimeError(f"no s3a jars in {s3a_jars_dir()}: deploy/local/bootstrap.sh fetches them")
+    return conf.rstrip("\n") + f"\nspark.jars {','.join(jars)}\n"
 
 
 def nginx_conf(original: str, address: str, port: int, upstream: int, folder: Path) -> str:
