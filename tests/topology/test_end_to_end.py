@@ -25,7 +25,7 @@ from deploy.sim import compute, edge, gateway
 from deploy.sim import topology as sim
 from deploy.sim.netns import Lab, host_routes_overlapping, wait_for
 from platform_assets.marts.queries import TPCH
-from resources.topology import PRIVATE_NETWORK
+from resources.topology import PRIVATE_NETWORK, SERVICES
 from tests.conftest import REPO, SCALE_FACTOR, TEST_DATA
 from tests.tpch_reference import mismatches, reference_answer
 
@@ -132,6 +132,15 @@ def _marts(p: Platform) -> dict[str, list[tuple]]:
 def _idle(p: Platform) -> bool:
     code, out, _ = p.platform("status", "--limit", "20", timeout=120)
     return code == 0 and not any(r["status"] in {"QUEUED", "STARTING", "STARTED"} for r in json.loads(out)["runs"])
+
+
+def test_with_the_real_services_the_internet_still_reaches_only_https_and_the_vpn(platform: Platform):
+    """The real servers bind as deployed (the webserver on 0.0.0.0:3000, weed on every port it has): the firewall
+    and the bindings still leave only TCP 443 to the internet; UDP 1194 is proven by the VPN connecting."""
+    p = platform
+    ports = sorted({s.port for s in SERVICES.values() if s.protocol == "tcp"})
+    answered = gateway.reachable(p.topo.internet, *(f"{sim.EDGE_PUBLIC_IP}:{port}/tcp" for port in ports))
+    assert answered == {f"{sim.EDGE_PUBLIC_IP}:443/tcp"}
 
 
 def test_an_agent_on_the_vpn_runs_full_lineage_through_the_proxy_and_the_marts_equal_tpch(platform: Platform):
