@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import shutil
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -174,3 +178,16 @@ def assert_split_tunnel(connection: Connection, vpn_subnet: str, vpc_cidr: str) 
     assert any(r.startswith(f"{vpc_cidr} via {prefix}1 dev {dev}") for r in routes), routes
     assert not [r for r in routes if r.startswith(("default", "0.0.0.0/1", "128.0.0.0/1"))], routes
     assert {r.split()[0] for r in routes if f"dev {dev}" in r} == {vpn_subnet, vpc_cidr}, routes
+
+
+@contextlib.contextmanager
+def readable_scratch(prefix: str) -> Iterator[Path]:
+    """A scratch folder a server can still read after dropping to nobody (pytest's tmp_path is 0700)."""
+    from tests.conftest import TEST_TMP
+
+    path = Path(tempfile.mkdtemp(prefix=prefix, dir=TEST_TMP))
+    path.chmod(0o755)
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)

@@ -14,10 +14,8 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import subprocess
 import sys
-import tempfile
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from glob import glob
@@ -29,8 +27,7 @@ from deploy.sim import gateway as sim_gateway
 from deploy.sim.gateway import CONNECTED, EASYRSA, PATH
 from deploy.sim.netns import Lab, Namespace, host_routes_overlapping, wait_for
 from resources.topology import NODES
-from tests.conftest import TEST_TMP
-from tests.deploy._helpers import assert_split_tunnel
+from tests.deploy._helpers import assert_split_tunnel, readable_scratch
 
 GATEWAY_ENV = sim_gateway.compose_service("openvpn")["environment"]
 VPN_SUBNET, VPC_CIDR = GATEWAY_ENV["VPN_SUBNET"], GATEWAY_ENV["VPC_CIDR"]
@@ -124,13 +121,8 @@ def _openssl_date(text: str) -> datetime:
 
 @pytest.fixture
 def work() -> Iterator[Path]:
-    """A scratch folder OpenVPN can still read after dropping to nobody (pytest's tmp_path is 0700)."""
-    path = Path(tempfile.mkdtemp(prefix="openvpn-", dir=TEST_TMP))
-    path.chmod(0o755)
-    try:
+    with readable_scratch("openvpn-") as path:
         yield path
-    finally:
-        shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture

@@ -10,10 +10,8 @@ published ports do answer over the VPN, so that the webserver's port not answeri
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import sys
-import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,8 +23,7 @@ from deploy.sim import gateway
 from deploy.sim import topology as sim
 from deploy.sim.netns import Lab, Namespace, host_routes_overlapping, wait_for
 from resources.topology import PRIVATE_NETWORK, SERVICES
-from tests.conftest import TEST_TMP
-from tests.deploy._helpers import assert_split_tunnel
+from tests.deploy._helpers import assert_split_tunnel, readable_scratch
 
 WEBSERVER = """
 import http.server, sys
@@ -84,13 +81,8 @@ class Edge:
 
 @pytest.fixture(scope="module")
 def work() -> Iterator[Path]:
-    """A scratch folder OpenVPN can still read after dropping to nobody (pytest's tmp_path is 0700)."""
-    path = Path(tempfile.mkdtemp(prefix="vpn-gateway-", dir=TEST_TMP))
-    path.chmod(0o755)
-    try:
+    with readable_scratch("vpn-gateway-") as path:
         yield path
-    finally:
-        shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
