@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from ipaddress import IPv4Network
 
 from deploy import nftables
-from deploy.sim.netns import Lab, Namespace
+from deploy.sim.netns import Lab, Namespace, Switch
 from resources.topology import NODES, PRIVATE_NETWORK
 
 PUBLIC_NETWORK = IPv4Network("203.0.113.0/24")
@@ -26,6 +26,7 @@ class Topology:
     lab: Lab
     nodes: dict[str, Namespace]
     internet: Namespace
+    vpc: Switch  # the private network's segment: a test may plug another host into it
 
     def address_of(self, node: str) -> str:
         return NODES[node].private_ip
@@ -45,4 +46,4 @@ def build(lab: Lab) -> Topology:
     )  # fmt: skip
     for name, ns in nodes.items():
         ns.run("nft", "-f", "-", input=nftables.ruleset(name))
-    return Topology(lab, nodes, internet)
+    return Topology(lab, nodes, internet, vpc)

@@ -49,20 +49,14 @@ def topo(tmp_path_factory) -> Iterator[sim.Topology]:
         topo.internet.popen(sys.executable, "-m", "deploy.sim.listeners", internet_server, log=logs[-1])
         for log in logs:
             wait_for(lambda log=log: log.exists() and "listening" in log.read_text(), 30, f"listeners ({log.name})")
+        # on the VPC's segment with an address outside it; the nodes get a route back in the test, so only their
+        # firewalls decide
         topo.outsider = lab.namespace("outsider")  # type: ignore[attr-defined]
-        _attach_outsider(next(ns for ns in lab.namespaces if ns.short == "sw-vpc"), topo.outsider)
+        topo.vpc.attach(topo.outsider, f"{OUTSIDER_IP}/24", sim.PRIVATE_IFACE)
+        topo.outsider.ip("route", "add", str(PRIVATE_NETWORK), "dev", sim.PRIVATE_IFACE)
         assert host_routes_overlapping(str(PRIVATE_NETWORK)) == []
         yield topo
     assert host_routes_overlapping(str(PRIVATE_NETWORK)) == []
-
-
-def _attach_outsider(switch_ns, outsider) -> None:
-    """On the VPC's segment with an address outside it; the nodes can answer it (a route back), so only their
-    firewalls decide."""
-    switch_ns.ip("link", "add", "p-outsider", "type", "veth", "peer", "name", "eth1", "netns", outsider.name)
-    switch_ns.ip("link", "set", "p-outsider", "master", "br0", "up")
-    outsider.add_address("eth1", f"{OUTSIDER_IP}/24")
-    outsider.ip("route", "add", str(PRIVATE_NETWORK), "dev", "eth1")
 
 
 def _every_port_on(addresses: list[str]) -> list[str]:

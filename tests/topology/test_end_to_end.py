@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import shutil
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -65,10 +66,7 @@ class Platform:
 @pytest.fixture(scope="module")
 def platform() -> Iterator[Platform]:
     root = TEST_DATA / "topology"
-    if root.exists():
-        import shutil
-
-        shutil.rmtree(root)
+    shutil.rmtree(root, ignore_errors=True)
     root.mkdir(parents=True)
     root.chmod(0o755)
     (root / "agent").mkdir()
