@@ -7,6 +7,9 @@ object-store resource, so Spark and the other engines never disagree about endpo
 from __future__ import annotations
 
 import os
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +20,53 @@ from pyspark.sql import SparkSession
 
 from resources.errors import ServiceUnavailableError
 from resources.object_store import ObjectStoreResource
+
+# gRPC codes of a transport failure (the server or the path to it is gone), as opposed to an error the server sent
+LOST_CODES = {"UNAVAILABLE", "INTERNAL", "UNKNOWN", "CANCELLED", "DEADLINE_EXCEEDED"}
+
+
+def connect_retry_policy(budget_seconds: float):
+    """pyspark's own retry policy, its retries capped so that an unreachable server fails a step after about
+    ``budget_seconds`` (pyspark's default tolerates at least 10 minutes: a lost node would hold the run that long).
+    Waits grow 0.05, 0.2, 0.8, 3.2 s, then 10 s each, as pyspark's defaults do up to their cap."""
+    from pyspark.sql.connect.client.retries import DefaultPolicy
+
+    waits, retries = 0.0, 0
+    while True:
+        wait = min(0.05 * 4**retries, 10.0)
+        if waits + wait > budget_seconds:
+            break
+        waits, retries = waits + wait, retries + 1
+    return DefaultPolicy(max_retries=retries, max_backoff=10_000)
+
+
+def _grpc_code(exc: BaseException) -> str | None:
+    """The gRPC status of a transport failure, or None when the server answered with a Spark error."""
+    try:
+        import grpc
+        from pyspark.errors.exceptions.connect import SparkConnectGrpcException
+    except ImportError:  # pyspark without its Connect extras: no Connect session either
+        return None
+    if type(exc) is SparkConnectGrpcException and exc.getErrorClass() is None:  # server errors are subclasses
+        return exc.getGrpcStatusCode().name
+    if isinstance(exc, grpc.RpcError) and callable(getattr(exc, "code", None)):
+        return exc.code().name
+    return None
+
+
+def lost_connection(exc: BaseException) -> bool:
+    """The server, not the work, failed: a gRPC transport error, or the local session's JVM gone."""
+    if _grpc_code(exc) in LOST_CODES:
+        return True
+    return type(exc).__name__ == "Py4JNetworkError" or isinstance(exc, ConnectionError)
+
+
+def lost_reason(exc: BaseException) -> str:
+    """One line for the error: gRPC's status and details, not the multi-line dump of its call object."""
+    text = str(exc)
+    details = re.search(r'details = "([^"]*)"', text)
+    code = _grpc_code(exc)
+    return f"{code}: {details.group(1) if details else text.strip().splitlines()[0]}" if code else text
 
 
 def _create_connect_session(url: str):
@@ -42,6 +92,7 @@ class SparkResource(dg.ConfigurableResource):
     s3a_jars_dir: str | None = None
     local_dir: str | None = None  # scratch space of a local session (kept out of /tmp)
     node: str = "vps_2"
+    connect_retry_seconds: float = 60.0  # how long a Connect client retries an unreachable server
 
     _session: Any = PrivateAttr(default=None)
 
@@ -93,6 +144,7 @@ class SparkResource(dg.ConfigurableResource):
                 conf = self.spark_config()
                 if self.remote:  # a new Connect session: getOrCreate would reuse another endpoint's session
                     self._session = _create_connect_session(conf.pop("spark.remote"))
+                    self._session.client.set_retry_policies([connect_retry_policy(self.connect_retry_seconds)])
                     # Per-session Hadoop settings: the session's SQL conf is copied into the Hadoop conf of its
                     # jobs, so the server reads the object store this resource points at, with its credentials.
                     for key, value in conf.items():
@@ -104,6 +156,20 @@ class SparkResource(dg.ConfigurableResource):
             except Exception as exc:
                 raise self.unavailable(exc) from None
         return self._session
+
+    @contextmanager
+    def unavailable_if_lost(self) -> Iterator[None]:
+        """Work on the session; if the server is lost on the way, fail with the one-line error that names node,
+        service and endpoint (retried by the step's policy) instead of gRPC's multi-line dump. Errors of the work
+        itself (SQL, bad data) pass unchanged."""
+        try:
+            yield
+        except ServiceUnavailableError:
+            raise
+        except Exception as exc:
+            if lost_connection(exc):
+                raise self.unavailable(lost_reason(exc)) from exc
+            raise
 
     def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
         """Release the server-side Connect session; a local session stays up for the rest of the process."""

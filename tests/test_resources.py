@@ -62,3 +62,67 @@ def test_clickhouse_http_down_names_vps_3():
     res = ClickHouseResource(host="127.0.0.1", port=port, connect_timeout_s=2)
     with pytest.raises(ServiceUnavailableError, match=rf"clickhouse on vps_3 .* http://127.0.0.1:{port}"):
         res.ping()
+
+
+def test_a_lost_spark_connect_server_fails_within_the_retry_budget_naming_vps_2():
+    """pyspark's default policy retries an unreachable server for 10+ minutes; the resource's budget bounds it."""
+    import time
+
+    from resources.spark import SparkResource
+
+    port = free_port()
+    store = ObjectStoreResource(endpoint_url="http://127.0.0.1:9", bucket="lake", aws_access_key_id="k",
+                                aws_secret_access_key="s")  # fmt: skip
+    res = SparkResource(object_store=store, remote=f"sc://127.0.0.1:{port}", connect_retry_seconds=3)
+    started = time.monotonic()
+    with pytest.raises(ServiceUnavailableError) as err:
+        res.ping()
+    assert time.monotonic() - started < 30  # the budget (3 s of waits), not pyspark's 10 minutes
+    msg = str(err.value)
+    assert msg.startswith(f"spark-connect on vps_2 is unreachable or misconfigured at sc://127.0.0.1:{port}")
+    assert "\n" not in msg
+
+
+def test_the_connect_retry_budget_bounds_pyspark_s_own_policy():
+    from resources.spark import connect_retry_policy
+
+    def longest_wait(policy) -> float:  # every retry at its largest backoff, jitter included
+        state, total = policy.to_state(), 0.0
+        while (wait := state.next_attempt()) is not None:
+            total += wait / 1000
+        return total
+
+    for budget in (3, 60, 300):
+        waited = longest_wait(connect_retry_policy(budget))
+        assert budget - 10 < waited <= budget + 0.5 * connect_retry_policy(budget).max_retries, budget
+
+
+def test_only_a_lost_server_is_reported_as_unavailable_not_an_error_of_the_work():
+    import grpc
+    from pyspark.errors.exceptions.connect import AnalysisException, SparkConnectGrpcException
+
+    from resources.spark import SparkResource, lost_connection
+
+    lost = SparkConnectGrpcException(
+        message="<_MultiThreadedRendezvous of RPC that terminated with:\n\tstatus = StatusCode.INTERNAL\n\t"
+        'details = "Stream removed (RST_STREAM (Received RST_STREAM with error code 2))"\n>',
+        grpc_status_code=grpc.StatusCode.INTERNAL,
+    )
+    refused = SparkConnectGrpcException(message="failed to connect", grpc_status_code=grpc.StatusCode.UNAVAILABLE)
+    work = AnalysisException(message="[UNRESOLVED_COLUMN] x", errorClass="UNRESOLVED_COLUMN.WITH_SUGGESTION",
+                             messageParameters={"objectName": "x", "proposal": "y"},
+                             grpc_status_code=grpc.StatusCode.INTERNAL)  # fmt: skip
+    assert lost_connection(lost) and lost_connection(refused) and lost_connection(ConnectionResetError())
+    assert not lost_connection(work) and not lost_connection(ValueError("bad data"))
+
+    store = ObjectStoreResource(endpoint_url="http://127.0.0.1:9", bucket="lake", aws_access_key_id="k",
+                                aws_secret_access_key="s")  # fmt: skip
+    spark = SparkResource(object_store=store, remote="sc://10.104.0.3:15002")
+    with pytest.raises(ServiceUnavailableError) as err, spark.unavailable_if_lost():
+        raise lost
+    assert str(err.value) == (
+        "spark-connect on vps_2 is unreachable or misconfigured at sc://10.104.0.3:15002: "
+        "INTERNAL: Stream removed (RST_STREAM (Received RST_STREAM with error code 2))"
+    )
+    with pytest.raises(AnalysisException), spark.unavailable_if_lost():
+        raise work

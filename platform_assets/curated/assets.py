@@ -61,7 +61,8 @@ def curated_asset(table: Table) -> dg.AssetsDefinition:
         started = time.perf_counter()
         store = spark.object_store
         days = days_of(context)
-        built = tr.build_days(spark.session, store, table, days)
+        with spark.unavailable_if_lost():
+            built = tr.build_days(spark.session, store, table, days)
         prefixes = [curated_prefix(table.name, d) for d, has_rows in built.items() if has_rows]
         fields = [(c.name, c.type) for c in table.all_columns] + [(DELETED_COLUMN, "int8")]
         context.log.info(f"curated/{table.name}: {len(prefixes)} of {len(days)} day(s) had changes")
