@@ -49,6 +49,11 @@ def require(var: str) -> str:
     return "${" + var + ":?set " + var + " in .env}"
 
 
+def optional(var: str) -> str:
+    """Compose interpolation of a setting the operator may leave out: empty when ``.env`` lacks it."""
+    return "${" + var + ":-}"
+
+
 class _PlainDumper(yaml.SafeDumper):
     """No ``&id001`` anchors: every generated file reads on its own."""
 

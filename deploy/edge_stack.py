@@ -11,7 +11,7 @@ from ipaddress import IPv4Network
 from typing import Any
 
 from deploy import versions
-from deploy.compose_common import LOGGING, PLATFORM_ROOT, bind_volume, healthcheck, publish, require
+from deploy.compose_common import LOGGING, PLATFORM_ROOT, bind_volume, healthcheck, optional, publish, require
 from resources.topology import PRIVATE_NETWORK, service
 
 NODE = "vps_1"
@@ -43,6 +43,11 @@ SECRET_KEYS = [
     "VPN_PUBLIC_HOST",
 ]
 
+# Settings the operator may add to the secrets file; Ansible writes each to .env only when it has a value.
+OPTIONAL_KEYS = {
+    "FAILURE_WEBHOOK_URL": "the failure sensor POSTs each failed run here as JSON (chat or incident tool)",
+}
+
 # boto3's variables for the compute-log manager, from the object store's keys
 COMPUTE_LOG_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "S3_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY": "S3_SECRET_ACCESS_KEY"}
 DOCKER_SOCKET = "/var/run/docker.sock"
@@ -65,6 +70,8 @@ def _dagster_env() -> dict[str, str]:
     # S3ComputeLogManager has no credential settings: boto3 reads these (runs write the logs, the webserver reads)
     env |= {var: require(key) for var, key in COMPUTE_LOG_CREDENTIALS.items()}
     env.update({k: require(k) for k in RESOURCE_SECRETS})
+    # the failure sensor runs in the code server (the daemon asks it to evaluate the sensor)
+    env.update({k: optional(k) for k in OPTIONAL_KEYS})
     return env
 
 
@@ -300,8 +307,10 @@ def dagster_instance() -> dict[str, Any]:
             "poll_interval_seconds": 60,
         },
         # a run whose container died (marked failed by run monitoring) is launched again for its unfinished steps;
-        # each step replaces its partition whole, so the retry gives the result an uninterrupted run would have
-        "run_retries": {"enabled": True, "max_retries": 2},
+        # each step replaces its partition whole, so the retry gives the result an uninterrupted run would have.
+        # Not a run whose step failed: the step's own policy already retried what a retry can fix, and bad input
+        # (`permanent`) must not run again.
+        "run_retries": {"enabled": True, "max_retries": 2, "retry_on_asset_or_op_failure": False},
         "compute_logs": {
             "module": "dagster_aws.s3.compute_log_manager",
             "class": "S3ComputeLogManager",

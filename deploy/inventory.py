@@ -19,6 +19,7 @@ SECRET_KEYS = {
     "vps_2": compute_manifests.SECRET_KEYS,
     "vps_3": warehouse_stack.SECRET_KEYS,
 }
+OPTIONAL_KEYS = {"vps_1": list(edge_stack.OPTIONAL_KEYS)}
 BASTION = "vps_1"
 DEPLOY_USER = "deploy"
 
@@ -37,6 +38,7 @@ def inventory() -> dict[str, Any]:
             "private_ip": node.private_ip,
             "runtime": node.runtime,
             "secret_keys": SECRET_KEYS[node.name],
+            "optional_keys": OPTIONAL_KEYS.get(node.name, []),
             "block_volumes": [v.mount_point for v in volumes_on(node.name)],
         }
         if node.name == BASTION:

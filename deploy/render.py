@@ -30,6 +30,9 @@ def secrets_example() -> str:
             if key not in seen:
                 seen.add(key)
                 lines.append(f"{key}=change-me")
+    for node, keys in inventory.OPTIONAL_KEYS.items():
+        lines.append(f"# --- {node}, optional: uncomment to set ---")
+        lines += [f"# {key}=  # {edge_stack.OPTIONAL_KEYS[key]}" for key in keys]
     return GENERATED_HEADER + "\n".join(lines) + "\n"
 
 

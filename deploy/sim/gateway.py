@@ -64,8 +64,15 @@ def compose_service(name: str) -> dict[str, Any]:
 
 
 def interpolate(value: str, dotenv: dict[str, str]) -> str:
-    """``${VAR}`` / ``${VAR:?msg}`` filled from the node's ``.env`` values, as Compose does; a missing one fails."""
-    return re.sub(r"\$\{(\w+)(?::\?[^}]*)?\}", lambda m: dotenv[m.group(1)], value)
+    """``${VAR}`` / ``${VAR:?msg}`` filled from the node's ``.env`` values, as Compose does (a missing one fails),
+    ``${VAR:-default}`` with its default when ``.env`` has no value."""
+
+    def value_of(m: re.Match[str]) -> str:
+        if m.group(2) is not None:
+            return dotenv.get(m.group(1)) or m.group(2)
+        return dotenv[m.group(1)]
+
+    return re.sub(r"\$\{(\w+)(?::-([^}]*)|:\?[^}]*)?\}", value_of, value)
 
 
 def require_openvpn_tools() -> None:

@@ -83,7 +83,12 @@ def test_each_node_env_gets_only_its_own_keys():
         (ANSIBLE / "templates" / "node.env.j2").read_text()
     )
     lines = [f"{k}=value-of-{k}" for keys in inventory.SECRET_KEYS.values() for k in keys]
-    for node, keys in inventory.SECRET_KEYS.items():
-        out = template.render(inventory_hostname=node, secret_lines=lines, secret_keys=keys)
-        written = {line.split("=", 1)[0] for line in out.splitlines() if line and not line.startswith("#")}
-        assert written == set(keys), node
+    optional = [f"{k}=value-of-{k}" for keys in inventory.OPTIONAL_KEYS.values() for k in keys]
+    assert optional, "the failure webhook is an optional key of vps_1"
+    for with_optional in (False, True):
+        for node, keys in inventory.SECRET_KEYS.items():
+            host = inventory.inventory()["all"]["children"][inventory.GROUPS[node]]["hosts"][node]
+            out = template.render(inventory_hostname=node, secret_lines=lines + optional * with_optional,
+                                  secret_keys=keys, optional_keys=host["optional_keys"])  # fmt: skip
+            written = {line.split("=", 1)[0] for line in out.splitlines() if line and not line.startswith("#")}
+            assert written == set(keys) | (set(inventory.OPTIONAL_KEYS.get(node, [])) if with_optional else set())

@@ -70,7 +70,10 @@ def test_data_lives_on_the_nodes_block_volumes(node):
             )
 
 
-@pytest.mark.parametrize(("node", "keys"), [("vps_1", edge_stack.SECRET_KEYS), ("vps_3", warehouse_stack.SECRET_KEYS)])
+@pytest.mark.parametrize(
+    ("node", "keys"),
+    [("vps_1", [*edge_stack.SECRET_KEYS, *edge_stack.OPTIONAL_KEYS]), ("vps_3", warehouse_stack.SECRET_KEYS)],
+)
 def test_every_interpolated_variable_is_a_declared_node_secret(node, keys):
     text = COMPOSE[node].read_text()
     used = set(re.findall(r"\$\{([A-Z0-9_]+)", text))

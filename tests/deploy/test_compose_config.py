@@ -34,13 +34,17 @@ from tests.deploy._helpers import (
 NODES = ["vps_1", "vps_3"]
 REQUIRED = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*):\?")
 REFERENCED = re.compile(r"(?<!\$)\$\{?([A-Za-z_][A-Za-z0-9_]*)")
-WHOLE_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::\?[^}]*)?\}")
+WHOLE_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::\?[^}]*|:-)?\}")
+OPTIONAL = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*):-")
+WEBHOOK = "https://hooks.example.invalid/T000/B000/operator-set"
 
 
 @pytest.fixture(scope="module")
 def stacks(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Path], dict[str, str]]:
     folder = tmp_path_factory.mktemp("compose-config")
     secrets_file, _ = operator_secrets(folder)
+    with secrets_file.open("a") as f:  # an optional setting the operator added
+        f.write(f"FAILURE_WEBHOOK_URL={WEBHOOK}\n")
     return ansible_node_stacks(folder, secrets_file, NODES), secret_values(secrets_file)
 
 
@@ -55,7 +59,8 @@ def test_config_accepts_the_env_ansible_writes(stacks, node: str) -> None:
     assert stack.joinpath(".env").stat().st_mode & 0o777 == 0o600
     keys = set(_env_keys(stack))
     assert set(REQUIRED.findall(text)) <= keys, "required by compose, not written by Ansible"
-    assert set(REFERENCED.findall(text)) <= keys, "referenced by compose, not written by Ansible"
+    optional = set(OPTIONAL.findall(text))
+    assert set(REFERENCED.findall(text)) - optional <= keys, "referenced by compose, not written by Ansible"
     assert keys <= set(REFERENCED.findall(text)), "a secret on the node its stack never uses"
     result = compose_in(stack, "config", "--quiet")
     assert result.returncode == 0, result.stderr
@@ -103,3 +108,11 @@ def test_config_names_each_required_variable_that_is_missing_or_empty(stacks, no
             result = compose_in(stack, "config", "--quiet")
             assert result.returncode != 0, f"config passed without {var}"
             assert f"required variable {var} is missing a value" in result.stderr, result.stderr
+    # an optional setting left out: config passes without a warning and the value is empty
+    optional = sorted(set(OPTIONAL.findall(COMPOSE[node].read_text())))
+    (stack / ".env").write_text("\n".join(ln for ln in lines if ln.split("=", 1)[0] not in optional) + "\n")
+    result = compose_in(stack, "config", "--format", "json")
+    assert result.returncode == 0 and result.stderr == "", result.stderr
+    for name, svc in json.loads(result.stdout)["services"].items():
+        env = container_env(svc)
+        assert all(env.get(var, "") == "" for var in optional), name

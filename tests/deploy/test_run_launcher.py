@@ -84,7 +84,8 @@ def test_run_monitoring_fails_a_run_whose_container_died_or_never_started_and_re
     assert monitoring["enabled"] is True and monitoring["max_resume_run_attempts"] == 0  # fail, never resume
     assert 60 <= monitoring["start_timeout_seconds"] <= 900 and monitoring["cancel_timeout_seconds"] > 0
     assert _launcher().supports_check_run_worker_health  # what the monitor asks about each STARTED run
-    assert _instance()["run_retries"] == {"enabled": True, "max_retries": 2}
+    # a run whose step failed is not run again: the step's policy retried what a retry can fix, bad input must not
+    assert _instance()["run_retries"] == {"enabled": True, "max_retries": 2, "retry_on_asset_or_op_failure": False}
 
 
 def test_the_webserver_and_the_daemon_reach_the_docker_engine():
