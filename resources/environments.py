@@ -62,6 +62,7 @@ def spark_resource(env: Environment, object_store: ObjectStoreResource) -> Spark
         remote=remote,
         token=dg.EnvVar("SPARK_CONNECT_TOKEN") if env == "prod" else os.environ.get("SPARK_CONNECT_TOKEN"),
         shuffle_partitions=int(_env("SPARK_SHUFFLE_PARTITIONS", 4)),
+        connect_retry_seconds=float(_env("SPARK_CONNECT_RETRY_SECONDS", 60)),
         s3a_jars_dir=None if remote else str(s3a_jars_dir()),
         local_dir=None if remote else str(data_dir() / "spark-local"),
         node=svc.node,

@@ -168,7 +168,8 @@ class SparkResource(dg.ConfigurableResource):
             raise
         except Exception as exc:
             if lost_connection(exc):
-                raise self.unavailable(lost_reason(exc)) from exc
+                # not chained: the CLI and the failure report show the root cause, which would be gRPC's dump
+                raise self.unavailable(lost_reason(exc)) from None
             raise
 
     def teardown_after_execution(self, context: dg.InitResourceContext) -> None:

@@ -178,3 +178,19 @@ def test_definitions_load_with_the_resource() -> None:
     dg.Definitions.validate_loadable(
         dg.Definitions.merge(defs, dg.Definitions(resources={"failure_webhook": webhook_resource()}))
     )
+
+
+def test_the_root_error_is_the_users_also_after_the_steps_retries_ran_out() -> None:
+    """Once a step's RetryPolicy gives up, Dagster wraps the error in RetryRequestedFromPolicy: report the cause."""
+    from platform_assets.automation.failure_sensor import root_error
+
+    @dg.asset(retry_policy=dg.RetryPolicy(max_retries=1))
+    def flaky() -> None:
+        raise ValueError(f"{ERROR}\n(a second line)")
+
+    with dg.instance_for_test() as instance:
+        result = dg.materialize([flaky], instance=instance, raise_on_error=False)
+        (failure,) = [e for e in result.all_events if e.event_type == dg.DagsterEventType.STEP_FAILURE]
+        error = failure.step_failure_data.error
+        assert error.cls_name == "RetryRequestedFromPolicy"  # what the report used to name
+        assert root_error(error) == ("ValueError", ERROR)

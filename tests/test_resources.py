@@ -124,5 +124,6 @@ def test_only_a_lost_server_is_reported_as_unavailable_not_an_error_of_the_work(
         "spark-connect on vps_2 is unreachable or misconfigured at sc://10.104.0.3:15002: "
         "INTERNAL: Stream removed (RST_STREAM (Received RST_STREAM with error code 2))"
     )
+    assert err.value.__cause__ is None and err.value.__suppress_context__  # reports show the root cause: this line
     with pytest.raises(AnalysisException), spark.unavailable_if_lost():
         raise work

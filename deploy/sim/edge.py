@@ -107,8 +107,11 @@ def dagster_env(home: Path, secrets: dict[str, str], spark_ca: Path, chdb: Path)
     return env
 
 
-def start(ns: Namespace, root: Path, secrets: dict[str, str], spark_ca: Path) -> Edge:
-    """Both PostgreSQL servers, SeaweedFS, then Dagster's code server, webserver and daemon, each healthy."""
+def start(
+    ns: Namespace, root: Path, secrets: dict[str, str], spark_ca: Path, settings: dict[str, str] | None = None
+) -> Edge:
+    """Both PostgreSQL servers, SeaweedFS, then Dagster's code server, webserver and daemon, each healthy.
+    ``settings``: variables an operator may add to the Dagster services (a test's shorter retry budget)."""
     private = NODES[edge_stack.NODE].private_ip
     ns.hosts({name: "127.0.0.1" for name in LOCAL_NAMES})
     (root / "logs").mkdir(parents=True, exist_ok=True)
@@ -131,7 +134,7 @@ def start(ns: Namespace, root: Path, secrets: dict[str, str], spark_ca: Path) ->
     s3 = service("object-store-s3")
     _wait_http(ns, f"http://{s3.host}:{s3.port}/healthz", "SeaweedFS")
     home = _dagster_home(root)
-    edge.env = dagster_env(home, secrets, spark_ca, root / "clickhouse")
+    edge.env = dagster_env(home, secrets, spark_ca, root / "clickhouse") | (settings or {})
     for name in ("dagster-code-server", "dagster-webserver", "dagster-daemon"):
         edge.processes[name] = ns.popen(*_command(name, home), log=edge.log(name), env=edge.env, cwd=home)
         if name != "dagster-daemon":

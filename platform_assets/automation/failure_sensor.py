@@ -34,8 +34,11 @@ def partition_of(tags: Mapping[str, str]) -> str | None:
 
 
 def root_error(error: SerializableErrorInfo) -> tuple[str, str]:
-    """``(class name, first line of message)`` of the user's error, unwrapping Dagster's own wrapper errors."""
-    while error.cause is not None and error.message.startswith("dagster._core.errors."):
+    """``(class name, first line of message)`` of the user's error, unwrapping Dagster's own wrapper errors
+    (``DagsterExecutionStepExecutionError``, and ``RetryRequestedFromPolicy`` once a step's retries ran out)."""
+    while error.cause is not None and (
+        error.message.startswith("dagster._core.errors.") or error.cls_name == "RetryRequestedFromPolicy"
+    ):
         error = error.cause
     line = _first_line(error.message)
     # format_exception_only prefixes the (possibly module-qualified) class name: keep the bare message.
