@@ -154,7 +154,7 @@ class SparkResource(dg.ConfigurableResource):
             except ServiceUnavailableError:
                 raise
             except Exception as exc:
-                raise self.unavailable(exc) from None
+                raise self.unavailable(lost_reason(exc) if lost_connection(exc) else exc) from None
         return self._session
 
     @contextmanager

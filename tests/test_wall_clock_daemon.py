@@ -94,6 +94,9 @@ def deployment(seeded) -> Iterator[Deployment]:
     home = TEST_DATA / "dagster-daemon"
     home.mkdir(parents=True, exist_ok=True)
     (home / "dagster.yaml").write_text(INSTANCE_YAML)
+    # the SQLite storages created once, here: a webserver and a daemon creating them at the same moment race in
+    # alembic ("Can't locate revision"), and the daemon exits (seen once in a suite run)
+    dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(home))).dispose()
     port = _free_port()
     env = {
         **os.environ,
@@ -142,6 +145,13 @@ def test_the_daemon_applies_todays_commits_through_sensor_runs_and_automation(de
     for r in changes:
         assert r.dagster_run.status == dg.DagsterRunStatus.SUCCESS, (r.dagster_run.job_name, r.dagster_run.run_id)
     print(f"\nfirst load: automation runs {[r.dagster_run.status.value for r in automated]}")
+    for r in automated:  # the cause, while the instance still holds it
+        if r.dagster_run.status == dg.DagsterRunStatus.FAILURE:
+            for event in deployment.instance.all_logs(r.dagster_run.run_id, of_type=dg.DagsterEventType.STEP_FAILURE):
+                error = event.dagster_event.step_failure_data.error
+                print(f"  {r.dagster_run.run_id} {event.step_key}: {error.to_string() if error else event.message}")
+            failure = deployment.instance.all_logs(r.dagster_run.run_id, of_type=dg.DagsterEventType.RUN_FAILURE)
+            print("  run failure:", [e.message for e in failure])
 
     today = datetime.now(UTC).date().isoformat()
     with psycopg.connect(oltp.conninfo()) as conn:  # an application, on the wall clock
