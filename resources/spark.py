@@ -140,22 +140,32 @@ class SparkResource(dg.ConfigurableResource):
     @property
     def session(self):
         if self._session is None:
+            session = None
             try:
                 conf = self.spark_config()
                 if self.remote:  # a new Connect session: getOrCreate would reuse another endpoint's session
-                    self._session = _create_connect_session(conf.pop("spark.remote"))
-                    self._session.client.set_retry_policies([connect_retry_policy(self.connect_retry_seconds)])
+                    session = _create_connect_session(conf.pop("spark.remote"))
+                    session.client.set_retry_policies([connect_retry_policy(self.connect_retry_seconds)])
                     # Per-session Hadoop settings: the session's SQL conf is copied into the Hadoop conf of its
                     # jobs, so the server reads the object store this resource points at, with its credentials.
                     for key, value in conf.items():
-                        self._session.conf.set(key.removeprefix("spark.hadoop."), value)
+                        session.conf.set(key.removeprefix("spark.hadoop."), value)
                 else:
-                    self._session = spark_session_from_config(conf)
+                    session = spark_session_from_config(conf)
             except ServiceUnavailableError:
                 raise
             except Exception as exc:
                 raise self.unavailable(lost_reason(exc) if lost_connection(exc) else exc) from None
+            self._session = session
         return self._session
+
+    def _discard(self) -> None:
+        """Forget a Connect session whose server was lost: the next attempt (a step retry) opens a new one, which a
+        restarted server knows (it has never heard of the old session id). Not closed here: closing a gRPC channel
+        that pyspark closes again at exit deadlocks the exit; pyspark's exit hook releases it (within the retry
+        budget when the server is still gone)."""
+        if self.remote:
+            self._session = None
 
     @contextmanager
     def unavailable_if_lost(self) -> Iterator[None]:
@@ -168,6 +178,7 @@ class SparkResource(dg.ConfigurableResource):
             raise
         except Exception as exc:
             if lost_connection(exc):
+                self._discard()
                 # not chained: the CLI and the failure report show the root cause, which would be gRPC's dump
                 raise self.unavailable(lost_reason(exc)) from None
             raise

@@ -25,6 +25,7 @@ from deploy.sim import compute
 from deploy.sim import topology as sim
 from deploy.sim.netns import Lab, Namespace, host_routes_overlapping
 from resources.topology import NODES, PRIVATE_NETWORK, service
+from tests.conftest import REPO
 
 SITE = Path(__file__).resolve().parents[2] / "deploy" / "ansible"
 VPS_2 = NODES["vps_2"].private_ip
@@ -142,3 +143,54 @@ def test_spark_connect_stops_and_restarts_alone(vps_2: Compute) -> None:
     node.start_spark()
     assert node.nginx is nginx and nginx is not None and nginx.poll() is None
     assert _connect(vps_2.topo.nodes["vps_1"], node.url, node.ca) == {"count": 10}
+
+
+RESOURCE_CLIENT = """
+import os, sys
+from resources.object_store import ObjectStoreResource
+from resources.spark import SparkResource
+store = ObjectStoreResource(endpoint_url="http://127.0.0.1:9", bucket="lake", aws_access_key_id="k",
+                            aws_secret_access_key="s")
+spark = SparkResource(object_store=store, remote=sys.argv[1], token=os.environ["SPARK_CONNECT_TOKEN"],
+                      connect_retry_seconds=3)
+for line in sys.stdin:
+    try:
+        with spark.unavailable_if_lost():
+            print("count", spark.session.range(int(line)).count(), flush=True)
+    except Exception as exc:
+        print("error", type(exc).__name__, str(exc).splitlines()[0], flush=True)
+"""
+
+
+def test_a_run_s_spark_resource_reports_the_lost_server_and_works_again_after_its_restart(vps_2: Compute) -> None:
+    """What a step and its retry see: the resource on vps_1 fails in one line while vps_2's Spark is gone, then opens
+    a new session on the restarted server (it never heard of the old one)."""
+    node, vps_1 = vps_2.node, vps_2.topo.nodes["vps_1"]
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SPARK_", "PYSPARK_"))}
+    env |= {"GRPC_DEFAULT_SSL_ROOTS_FILE_PATH": str(node.ca), "SPARK_CONNECT_TOKEN": node.token}
+    client = subprocess.Popen(
+        vps_1.argv(sys.executable, "-c", RESOURCE_CLIENT, f"sc://{node.endpoint}"),
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env, cwd=REPO,
+    )  # fmt: skip
+
+    def ask(rows: int) -> str:
+        client.stdin.write(f"{rows}\n")
+        client.stdin.flush()
+        return client.stdout.readline().strip()
+
+    try:
+        assert ask(10) == "count 10"
+        node.stop_spark(signal.SIGKILL)
+        assert ask(10).startswith(
+            f"error ServiceUnavailableError spark-connect on vps_2 is unreachable or misconfigured at "
+            f"sc://{node.endpoint}: UNAVAILABLE"
+        )
+        node.start_spark()
+        assert ask(12) == "count 12"
+        # not asserted: the process's exit. pyspark 4.3 then hangs in gRPC's channel close (SparkSession.__del__ of
+        # the session whose server was lost waits on a lock); an open finding, stated in deploy/README.md
+    finally:
+        if client.poll() is None:
+            client.kill()
+        if not node.spark_running:
+            node.start_spark()
