@@ -5,13 +5,14 @@ PY := $(VENV)/bin/python
 STACK := $(PY) -m deploy.local.stack
 SF ?=
 
-.PHONY: help setup up down status up-spark-connect config-check demo seed simulate dev test bench lint lock \
+.PHONY: help setup up down status config-check demo seed simulate dev test test-fast bench lint lock \
 	topology-up topology-down
 
 help:
 	@echo "make demo     set up, start the local stack, seed TPC-H, materialize every asset, print a summary"
 	@echo "make test     set up, then run the test suite (it starts its own stack in .data/pytest)"
-	@echo "make up/down  start/stop the local stack (PostgreSQL, SeaweedFS); make status shows it"
+	@echo "make test-fast  the tests that need no stack, namespaces or JVM (under a minute)"
+	@echo "make up/down  start/stop the local stack (PostgreSQL, SeaweedFS, Spark Connect); make status shows it"
 	@echo "make dev      open the Dagster UI on workspace.yaml at http://127.0.0.1:3000"
 	@echo "make config-check  reach every service of PLATFORM_ENV=local|prod and report each failure"
 	@echo "make simulate DAYS=n  apply n days of deterministic OLTP activity (then make demo reloads it all)"
@@ -32,9 +33,6 @@ down:
 status:
 	@$(STACK) status
 
-up-spark-connect: up  ## also start a local Spark Connect server (then SPARK_REMOTE=sc://localhost:15002)
-	@$(STACK) up --spark-connect
-
 config-check: setup  ## reach every service of $(PLATFORM_ENV) (default local), report failures by node/endpoint
 	@$(PY) -m resources.config_check $(PLATFORM_ENV)
 
@@ -52,6 +50,9 @@ dev: up
 
 test: setup
 	@$(PY) -m pytest
+
+test-fast: setup  ## the edit-run loop: no stack, no namespaces, no JVM (catalog, topology, renderers, sensors, CLI)
+	@$(PY) -m pytest -q -m "not slow"
 
 bench: up  ## each stage vs the naive way and the engine's limit, plus an incremental day; SF=0.1 by default, BENCH_ARGS=--help
 	@$(PY) -m benchmarks.run --sf $(or $(SF),0.1) $(BENCH_ARGS)

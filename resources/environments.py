@@ -16,7 +16,14 @@ from resources.clickhouse import ClickHouseResource
 from resources.k8s_batch import K8sBatchResource
 from resources.object_store import ObjectStoreResource
 from resources.oltp_postgres import OltpPostgresResource
-from resources.settings import Environment, data_dir, local_port, platform_env, s3a_jars_dir
+from resources.settings import (
+    Environment,
+    data_dir,
+    local_port,
+    local_spark_connect_url,
+    platform_env,
+    s3a_jars_dir,
+)
 from resources.spark import SparkResource
 from resources.topology import service
 from resources.webhook import webhook_resource
@@ -53,9 +60,20 @@ def object_store_resource(env: Environment) -> ObjectStoreResource:
     )
 
 
+def spark_remote(env: Environment) -> str | None:
+    """Where Spark runs: ``SPARK_REMOTE`` if set; else a local session when ``SPARK_MASTER`` is set (notebooks,
+    one-off scripts, the batch pods on vps_2); else a Spark Connect server that stays warm between runs, so no run
+    pays a JVM start: the local stack's (``make up``) or vps_2's."""
+    if os.environ.get("SPARK_REMOTE"):
+        return os.environ["SPARK_REMOTE"]
+    if os.environ.get("SPARK_MASTER"):
+        return None
+    return local_spark_connect_url() if env == "local" else f"sc://{service('spark-connect').endpoint}"
+
+
 def spark_resource(env: Environment, object_store: ObjectStoreResource) -> SparkResource:
     svc = service("spark-connect")
-    remote = os.environ.get("SPARK_REMOTE") or (None if env == "local" else f"sc://{svc.endpoint}")
+    remote = spark_remote(env)
     return SparkResource(
         object_store=object_store,
         master=_env("SPARK_MASTER", "local[2]"),

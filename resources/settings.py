@@ -40,6 +40,12 @@ def local_port(service_name: str) -> int:
     return svc.local_port
 
 
+def local_spark_connect_url() -> str:
+    """The local stack's Spark Connect server (``make up``). ``localhost``: pyspark then sends the token without
+    TLS (a local channel only); on vps_2 the token travels over TLS."""
+    return f"sc://localhost:{local_port('spark-connect')}"
+
+
 def s3a_jars_dir() -> Path:
     """hadoop-aws + AWS SDK jars for Spark's s3a in local mode (installed by deploy/local/bootstrap.sh)."""
     return Path(os.environ.get("SPARK_S3A_JARS_DIR", Path(sys.prefix) / "share" / "s3a-jars"))

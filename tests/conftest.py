@@ -40,7 +40,8 @@ TEST_ENV = {
     "S3_SECRET_ACCESS_KEY": secrets.token_urlsafe(16),
     "SPARK_CONNECT_TOKEN": secrets.token_urlsafe(16),
 }
-for name in ("OLTP_HOST", "OLTP_PORT", "S3_ENDPOINT_URL", "SPARK_REMOTE", "CLICKHOUSE_DSN", "CLICKHOUSE_CLUSTER"):
+for name in ("OLTP_HOST", "OLTP_PORT", "S3_ENDPOINT_URL", "SPARK_REMOTE", "SPARK_MASTER", "CLICKHOUSE_DSN",
+             "CLICKHOUSE_CLUSTER"):  # fmt: skip
     os.environ.pop(name, None)
 os.environ.update(TEST_ENV)
 # Scratch files of the suite (Dagster's ephemeral instances, pytest's tmp_path) stay in the project, not /tmp.
@@ -109,11 +110,27 @@ def lineage(seeded, resources, oltp):
     return defs().resolve_job_def(LINEAGE_JOB).execute_in_process(tags=tags, raise_on_error=False)
 
 
+# Real tools slow enough to leave out of the edit-run loop (a JVM, a VPN handshake, ansible-playbook runs).
+SLOW_MODULES = {"test_spark_connect_tls.py", "test_openvpn.py", "test_ansible_k3s_images.py", "test_seaweedfs_start.py"}
+
+
 def pytest_configure(config):
     config.addinivalue_line("markers", "mutates_oltp: changes the shared OLTP/warehouse; runs after all other tests")
+    config.addinivalue_line(
+        "markers", "slow: needs the local stack, network namespaces or a slow real tool; `make test-fast` skips it"
+    )
+
+
+def _slow(item: pytest.Item) -> bool:
+    path = Path(str(item.fspath))
+    return "stack" in item.fixturenames or "topology" in path.parts or path.name in SLOW_MODULES
 
 
 def pytest_collection_modifyitems(config, items):
     """Tests that change the shared OLTP database (and so the warehouse) run last, in file order, so every other
-    test sees the pristine TPC-H state the lineage fixture loaded."""
+    test sees the pristine TPC-H state the lineage fixture loaded. Tests on the stack (directly or through a
+    fixture that needs it), in namespaces or on a slow tool are marked ``slow``."""
+    for item in items:
+        if _slow(item):
+            item.add_marker(pytest.mark.slow)
     items.sort(key=lambda item: item.get_closest_marker("mutates_oltp") is not None)

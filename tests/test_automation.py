@@ -1,5 +1,6 @@
 """Schedules, sensors and automation conditions as declared (no stack): what runs on its own, and when."""
 
+import os
 from datetime import UTC, date, datetime, timedelta
 
 import dagster as dg
@@ -38,6 +39,20 @@ def test_what_runs_on_its_own():
             assert spec.automation_condition is not None, key
         if layer in ("warehouse", "marts"):
             assert spec.freshness_policy is not None, key
+
+
+def test_the_change_sensor_ticks_every_30_s_unless_configured():
+    import subprocess
+    import sys
+
+    assert defs().resolve_sensor_def("oltp_changes").minimum_interval_seconds == 30
+    code = (
+        "from platform_assets.definitions import defs; print(defs().resolve_sensor_def('oltp_changes')"
+        ".minimum_interval_seconds)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         env={**os.environ, "OLTP_CHANGES_INTERVAL_SECONDS": "5"})  # fmt: skip
+    assert out.stdout.split()[-1] == "5"
 
 
 def test_change_sensor_requests_one_run_per_contiguous_span_of_changed_days():

@@ -59,4 +59,13 @@ def test_local_resources_use_loopback_and_configured_ports():
     r = resource_defs("local")
     assert r["oltp"].host == "127.0.0.1" and r["oltp"].port == PORT_BASE + 432  # conftest's LOCAL_PORT_*
     assert r["object_store"].endpoint_url == f"http://127.0.0.1:{PORT_BASE + 333}"
-    assert r["clickhouse"].dsn.startswith("chdb://") and r["spark"].remote is None
+    assert r["clickhouse"].dsn.startswith("chdb://")
+    assert r["spark"].remote == f"sc://localhost:{PORT_BASE + 2}"  # the stack's warm Spark Connect server
+
+
+def test_spark_master_selects_a_session_in_the_run_s_process(monkeypatch):
+    monkeypatch.setenv("SPARK_MASTER", "local[3]")
+    spark = resource_defs("local")["spark"]
+    assert spark.remote is None and spark.master == "local[3]" and spark.s3a_jars_dir
+    monkeypatch.setenv("SPARK_REMOTE", "sc://spark.example.invalid:15002")  # an explicit server wins
+    assert resource_defs("local")["spark"].remote == "sc://spark.example.invalid:15002"

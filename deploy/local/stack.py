@@ -1,7 +1,8 @@
 """The local stack: the topology's data services collapsed onto this machine, state under one folder.
 
 ``up`` is idempotent (a running service is left alone); ``down`` stops exactly what ``up`` started
-(PostgreSQL by its data directory, SeaweedFS by the pid file it wrote). Ports come from the topology
+(PostgreSQL by its data directory, SeaweedFS and Spark Connect by the pid files they wrote). Spark Connect stands
+for vps_2's server: it stays warm, so runs do not start a JVM each. Ports come from the topology
 (overridable with ``LOCAL_PORT_<SERVICE>``), credentials from the environment (``.env``).
 
     python -m deploy.local.stack init-env | up | down | status | dev
@@ -218,7 +219,7 @@ def seaweedfs_down() -> None:
     _log("SeaweedFS stopped")
 
 
-# --- Spark Connect (optional: the prod execution path, run locally from the pyspark wheel) -----------------
+# --- Spark Connect: vps_2's execution path, from the pyspark wheel; warm for every run ---------------------
 def _spark_env() -> dict[str, str]:
     import pyspark
 
@@ -235,9 +236,7 @@ def _spark_env() -> dict[str, str]:
     }
 
 
-def spark_connect_url() -> str:
-    """Client URL of the local server: ``localhost`` lets the token travel without TLS (local channel only)."""
-    return f"sc://localhost:{local_port('spark-connect')}"
+SPARK_CONNECT_MEMORY = "3g"  # as a local session's driver: the SF 1 full load fits
 
 
 def spark_connect_up() -> None:
@@ -253,7 +252,7 @@ def spark_connect_up() -> None:
     tmp = data_dir() / "spark-connect" / "tmp"
     cmd = [
         str(Path(env["SPARK_HOME"]) / "sbin" / "start-connect-server.sh"),
-        "--master", "local[2]", "--jars", jars,
+        "--master", "local[2]", "--jars", jars, "--driver-memory", SPARK_CONNECT_MEMORY,
         "--conf", "spark.ui.enabled=false",
         "--conf", "spark.connect.grpc.binding.address=127.0.0.1",
         "--conf", f"spark.connect.grpc.binding.port={port}",
@@ -309,6 +308,7 @@ def up() -> None:
     data_dir().mkdir(parents=True, exist_ok=True)
     postgres_up()
     seaweedfs_up()
+    spark_connect_up()
     dagster_home()
     _log(f"local stack up; state in {data_dir()}")
 
@@ -340,14 +340,11 @@ def main(argv: list[str] | None = None) -> int:
     load_dotenv(REPO_ROOT / ".env", override=False)
     parser = argparse.ArgumentParser(prog="python -m deploy.local.stack", description=__doc__)
     parser.add_argument("command", choices=["init-env", "up", "down", "status", "dev"])
-    parser.add_argument("--spark-connect", action="store_true", help="with `up`: also a local Spark Connect server")
     args = parser.parse_args(argv)
     if args.command == "init-env":
         init_env()
     elif args.command == "up":
         up()
-        if args.spark_connect:
-            spark_connect_up()
     elif args.command == "down":
         down()
     elif args.command == "dev":

@@ -16,6 +16,7 @@ today are not worth visiting.
 from __future__ import annotations
 
 import json
+import os
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -31,7 +32,8 @@ from resources.oltp_postgres import OltpPostgresResource
 
 SENSOR = "oltp_changes"
 SNAPSHOT = "snapshot"  # the cursor's one field: the snapshot the last tick read with
-INTERVAL_SECONDS = 30
+# how often the daemon looks for commits: the floor of commit -> warehouse latency (read when the code loads)
+INTERVAL_SECONDS = int(os.environ.get("OLTP_CHANGES_INTERVAL_SECONDS") or 30)
 
 
 @dataclass
