@@ -16,7 +16,7 @@ import subprocess
 import sys
 import threading
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from types import SimpleNamespace
 
@@ -37,6 +37,7 @@ from platform_assets.warehouse.table_diff import MATCHES_OLTP, diff_table
 from tests.conftest import REPO
 
 pytestmark = pytest.mark.mutates_oltp
+IN_STEP = "in_step_with_oltp"
 
 WRITTEN = ("customer", "orders", "lineitem")  # the tables the application writes
 
@@ -169,6 +170,7 @@ def test_every_write_pattern_reaches_the_warehouse_within_one_tick(live, oltp, c
             conn.execute("UPDATE customer SET c_acctbal = c_acctbal + 1, c_comment = %s WHERE c_custkey = %s",
                          (f"changed {step + 1} times in one transaction", customers[20]))  # fmt: skip
     committed = time.perf_counter()
+    first_commit = app.keys("SELECT min(updated_at) FROM orders WHERE o_comment IN ('placed by the app', 'app update')")
 
     requests, applied = tick(live)
     assert [r.partition_key for r in requests] == [today()]  # the current day is a partition
@@ -181,6 +183,12 @@ def test_every_write_pattern_reaches_the_warehouse_within_one_tick(live, oltp, c
     seconds = time.perf_counter() - committed
     assert_warehouse_equals_oltp(oltp, clickhouse)
     print(f"\ncommit -> warehouse and marts in process: {seconds:.1f} s")  # the note's in-process figure
+    # the lag each materialization records (the UI plots it): from the newest change it holds, an app's commit now
+    since_first = (datetime.now(UTC) - first_commit[0]).total_seconds()
+    for key in (["warehouse", "orders"], ["warehouse", "fct_lineitem"], ["marts", "tpch_q03_shipping_priority"]):
+        event = live.instance.get_latest_materialization_event(dg.AssetKey(key))
+        lag = event.asset_materialization.metadata["lag_seconds"].value
+        assert 0 <= lag <= since_first, (key, lag, since_first)
     assert clickhouse.scalar(f"SELECT count() FROM {DATABASE}.orders FINAL WHERE o_orderkey IN {tuple(placed)}") == 10
     spec = MODEL_SQL["fct_lineitem"]
     assert stored_fingerprint(clickhouse, spec) == fingerprint(clickhouse, spec.live(None), spec)
@@ -380,14 +388,42 @@ def test_a_run_killed_in_the_extract_or_the_load_is_rerun_to_the_same_warehouse(
         assert want == got, f"{table}: OLTP {want}, warehouse {got}"
 
 
-def _check(live, table: str):
+def _check(live, table: str, name: str = MATCHES_OLTP):
     key = dg.AssetKey(["warehouse", table])
     job = live.defs.resolve_implicit_global_asset_job_def().get_subset(
-        asset_selection=set(), asset_check_selection={dg.AssetCheckKey(key, MATCHES_OLTP)}
+        asset_selection=set(), asset_check_selection={dg.AssetCheckKey(key, name)}
     )
     result = job.execute_in_process(instance=live.instance, raise_on_error=False)
     (evaluation,) = result.get_asset_check_evaluations()
     return evaluation
+
+
+def test_a_change_waiting_longer_than_the_freshness_policy_fails_the_check_until_it_is_loaded(live, oltp):
+    """Changes wait in the OLTP while the pipeline is stopped (the warehouse's nation still holds the seed's day):
+    past the policy's warn window the check warns, past its fail window it fails naming the table; loaded, it passes.
+    The waits are made by stamping the changes in the past (``platform.change_time``), not by waiting days."""
+    app = App(oltp)
+    keys = app.keys("SELECT n_nationkey FROM nation ORDER BY n_nationkey LIMIT 2")
+    assert _check(live, "nation", IN_STEP).passed
+
+    def change_at(hours_ago: int, key: int) -> None:
+        stamp = datetime.now(UTC) - timedelta(hours=hours_ago)
+        with app.transaction() as conn:
+            conn.execute("SELECT set_config('platform.change_time', %s, true)", (stamp.isoformat(),))
+            conn.execute("UPDATE nation SET n_comment = %s WHERE n_nationkey = %s", (f"{hours_ago} h ago", key))
+
+    change_at(30, keys[0])
+    warned = _check(live, "nation", IN_STEP)
+    assert not warned.passed and warned.severity == dg.AssetCheckSeverity.WARN
+    change_at(72, keys[1])
+    failed = _check(live, "nation", IN_STEP)
+    assert not failed.passed and failed.severity == dg.AssetCheckSeverity.ERROR
+    assert failed.description.startswith("warehouse.nation lags the OLTP: its oldest change not loaded")
+    assert 72 * 3600 <= failed.metadata["lag_seconds"].value < 73 * 3600
+
+    requests, applied = tick(live)  # the sensor requests those days; the warehouse catches up
+    assert applied.success and requests  # one run for the two days (a range)
+    assert _check(live, "nation", IN_STEP).passed
 
 
 def test_divergence_behind_the_platforms_back_is_found_and_repaired(live, oltp, clickhouse):

@@ -7,7 +7,7 @@ import dagster as dg
 from platform_assets.marts.queries import MARTS, SETTINGS, Mart
 from platform_assets.metadata import OWNERS, column_schema, describe, markdown_preview, node_tags, timing, version_of
 from platform_assets.partitions import ON_ANY_INPUT_UPDATE
-from platform_assets.warehouse.assets import FRESHNESS
+from platform_assets.warehouse.lag import FRESHNESS, lag_metadata, newest_change
 from resources.clickhouse import ClickHouseResource
 
 DATABASE = "marts"
@@ -59,6 +59,7 @@ def mart_asset(mart: Mart) -> dg.AssetsDefinition:
                 "dagster/table_name": f"{DATABASE}.{mart.name}",
                 "dagster/column_schema": column_schema(clickhouse.columns(DATABASE, mart.name)),
                 "preview": dg.MetadataValue.md(markdown_preview(header, preview)),
+                **lag_metadata(newest_change(clickhouse, list(mart.depends_on))),
             }
         )
 

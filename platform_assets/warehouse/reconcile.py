@@ -81,9 +81,22 @@ def oltp_latest_change(oltp: OltpPostgresResource, table: Table):
         ).fetchone()[0]
 
 
-def warehouse_latest_change(ch: ClickHouseResource, table: Table):
-    """The latest version the warehouse holds (deletes included): how far the loads have come."""
-    rows = ch.rows(f"SELECT max({AUDIT_COLUMN}), count() FROM {DATABASE}.{table.name}")
+def oldest_missing_change(oltp: OltpPostgresResource, table: Table, loaded):
+    """The oldest change (update/insert or delete) the OLTP holds that is newer than what the warehouse loaded
+    (``loaded``: its newest change, None for nothing yet); None when the warehouse is caught up."""
+    after = loaded or "-infinity"
+    with oltp.connect() as conn:
+        return conn.execute(
+            f"SELECT least((SELECT min({AUDIT_COLUMN}) FROM {table.name} WHERE {AUDIT_COLUMN} > %s), "
+            f"(SELECT min(deleted_at) FROM {TOMBSTONE_TABLE} WHERE table_name = %s AND deleted_at > %s))",
+            (after, table.name, after),
+        ).fetchone()[0]
+
+
+def warehouse_latest_change(ch: ClickHouseResource, table: Table | str):
+    """The latest version a warehouse table holds (deletes included): how far the loads have come."""
+    name = table if isinstance(table, str) else table.name
+    rows = ch.rows(f"SELECT max({AUDIT_COLUMN}), count() FROM {DATABASE}.{name}")
     if not rows or not rows[0][1]:
         return None
     latest = rows[0][0]
