@@ -43,9 +43,9 @@ class ObjectStoreResource(S3Resource):
 
     # --- clients for each engine -------------------------------------------------------------------
     def client(self):
-        """One boto3 client per connection settings: building one costs 0.15-0.35 s, and a step lists, counts and
-        deletes objects several times (boto3 clients are thread-safe). Keyed by the settings, so a copy of this
-        resource with other credentials (``model_copy``) never reuses the original's client."""
+        """One boto3 client per connection settings: building one is slow (it loads the service model), and a step
+        lists, counts and deletes objects several times (boto3 clients are thread-safe). Keyed by the settings, so a
+        copy of this resource with other credentials (``model_copy``) never reuses the original's client."""
         settings = (
             self.endpoint_url,
             self.region_name,

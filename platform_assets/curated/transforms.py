@@ -35,8 +35,8 @@ def latest_per_key(df: DataFrame, table: Table, within: tuple[str, ...] = ()) ->
 
     The rows are first hash-partitioned by the primary key alone (which also groups every ``within`` value of a
     key), so the top-1 window needs one shuffle and one sort; left to itself Spark 4 sorts twice, around a partial
-    top-1 before the shuffle that only pays off with many versions per key (benchmarks/README.md: a third less time
-    on 6 M rows; an aggregation of ``min(struct(...))`` is a sort aggregate here and no faster than the window).
+    top-1 before the shuffle that only pays off with many versions per key (figures in benchmarks/README.md; an
+    aggregation of ``min(struct(...))`` is a sort aggregate here and no faster than the window).
     """
     api = _api(df)
     F, Window = api.F, api.Window

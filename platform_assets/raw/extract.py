@@ -158,7 +158,7 @@ def table_scan_sql(table: Table, day: date, attached: str = "oltp") -> str:
 
 def postgres_query_sql(sql: str, attached: str = "oltp") -> str:
     """``sql`` run by PostgreSQL as one query (a literal, not a bound parameter: DuckDB's Python client imports
-    pandas on the first statement with parameters, ~2 s)."""
+    pandas on the first statement with parameters, a cost paid by every run process)."""
     return f"SELECT * FROM postgres_query('{attached}', '" + sql.replace("'", "''") + "')"
 
 
@@ -232,8 +232,8 @@ _DUCKDB_LOCK = threading.Lock()
 
 
 def _duckdb(extension_dir: Path) -> duckdb.DuckDBPyConnection:
-    """A connection to this process's DuckDB with the postgres extension loaded once (loading it costs ~0.25 s,
-    as much as a small table's whole extract)."""
+    """A connection to this process's DuckDB with the postgres extension loaded once (loading it costs as much as
+    a small table's whole extract)."""
     with _DUCKDB_LOCK:
         db = _DUCKDB.get(str(extension_dir))
         if db is None:
@@ -302,7 +302,7 @@ def _copy(con, query: str, writer: _Writer, table: Table, day: date, oltp: OltpP
 
 def _stored(fs: pafs.FileSystem, bucket: str, prefix: str) -> dict[str, int]:
     """(key, size) of the objects under ``prefix``, through the Arrow filesystem the writer already holds (a boto3
-    client costs ~0.3 s to build, more than a small table's whole extract)."""
+    client costs more to build than a small table's whole extract)."""
     infos = fs.get_file_info(pafs.FileSelector(f"{bucket}/{prefix}", recursive=True, allow_not_found=True))
     return {i.path.split("/", 1)[1]: i.size for i in infos if i.type == pafs.FileType.File}
 
