@@ -7,13 +7,15 @@ materialization back through the object store (``PipesS3MessageReader``), not th
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import dagster as dg
 from dagster_aws.pipes import PipesS3MessageReader
-from dagster_k8s import PipesK8sClient
 
 from resources.object_store import ObjectStoreResource
+
+if TYPE_CHECKING:  # imported where a pod is launched: the kubernetes client is a heavy import for every run process
+    from dagster_k8s import PipesK8sClient
 
 BATCH_MODULE = "platform_assets.curated.batch_job"
 BATCH_IMAGE = "platform/spark-batch:4.3.0"  # deploy/vps_2/spark-batch/Dockerfile; Ansible builds and imports it
@@ -63,6 +65,8 @@ class K8sBatchResource(dg.ConfigurableResource):
         return PipesS3MessageReader(bucket=self.object_store.bucket, client=self.object_store.client())
 
     def client(self) -> PipesK8sClient:
+        from dagster_k8s import PipesK8sClient
+
         return PipesK8sClient(message_reader=self.message_reader(), kubeconfig_file=self.kubeconfig_file)
 
     def run(self, context: dg.AssetExecutionContext, asset_name: str):
