@@ -161,9 +161,9 @@ class SparkResource(dg.ConfigurableResource):
 
     def _discard(self) -> None:
         """Forget a Connect session whose server was lost: the next attempt (a step retry) opens a new one, which a
-        restarted server knows (it has never heard of the old session id). Not closed here: closing a gRPC channel
-        that pyspark closes again at exit deadlocks the exit; pyspark's exit hook releases it (within the retry
-        budget when the server is still gone)."""
+        restarted server knows (it has never heard of the old session id). Not closed here: closing its channel
+        did not help the process's exit, which after a lost server hangs in pyspark 4.3 either way (deploy/README.md,
+        an open finding)."""
         if self.remote:
             self._session = None
 
