@@ -6,7 +6,8 @@ take ~10 GB at SF=1). Ours runs first on an emptied lake and warehouse (the whol
 changed days, then each layer by itself); the local references then read local copies of exactly the Parquet our
 run wrote. Last, one day of OLTP activity at 1% change is simulated and applied the way the platform does it
 (sensor tick, ``incremental_changes`` run, automation of models and marts). That day changes the OLTP, so the
-next run seeds again.
+next run seeds again. Then the deployed path (``benchmarks.deployed``): a real daemon and webserver, runs as
+processes, a full load and simulated and wall-clock days on their own ticks (``--only-deployed``: that alone).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import sys
 import time
 from datetime import UTC, datetime
 
-from benchmarks import report
+from benchmarks import deployed, report
 from benchmarks.common import bench_dir, load_environment, oltp, scratch_dir
 from benchmarks.measure import Measured, run_task
 from benchmarks.ours import LAYERS
@@ -84,11 +85,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--skip-incremental", action="store_true", help="leave out the incremental day")
     parser.add_argument("--change-rate", type=float, default=0.01, help="change rate of the incremental day")
     parser.add_argument("--keep-scratch", action="store_true", help="keep the local copies and reference outputs")
+    parser.add_argument("--days", type=int, default=5, help="simulated days through the deployment (default 5)")
+    parser.add_argument("--wall-clock", type=int, default=2, help="wall-clock rounds through the deployment (2)")
+    parser.add_argument("--skip-deployed", action="store_true", help="leave out the deployed path (daemon, processes)")
+    parser.add_argument("--only-deployed", action="store_true", help="seed if needed, then only the deployed path")
     args = parser.parse_args(argv)
     load_environment()
     sf = args.sf
     started = time.perf_counter()
     _log(f"SF={sf:g}, data folder {bench_dir().parent}, {os.cpu_count()} cores")
+    if args.only_deployed:
+        return only_deployed(args, started)
     scratch = scratch_dir(sf)
     shutil.rmtree(scratch, ignore_errors=True)
 
@@ -125,6 +132,8 @@ def main(argv: list[str] | None = None) -> int:
     if inc:
         r = inc.result
         _log(f"incremental: the day {r['wall_s']:.1f} s; simulating it in the OLTP (not timed) {r['simulate_s']:.1f} s")
+    # last, alone on the machine: the deployment's own processes do the work (its own bucket and warehouse)
+    on_daemon = None if args.skip_deployed else deployed.measure(sf, args.days, args.wall_clock, args.change_rate)
 
     rows = report.stage_rows(ours, refs)
     e2e_summary = report.end_to_end(e2e, rows)
@@ -136,6 +145,10 @@ def main(argv: list[str] | None = None) -> int:
         "extract_memory": report.extract_memory(bench_dir(), sf, rows[0]["peak_rss_gb"]),
     }
     text = report.render(sf, rows, e2e_summary, extras, inc_summary)
+    if on_daemon:
+        in_process = {"full_load_s": e2e.result["execute_in_process_s"], "day_s": inc.result["wall_s"] if inc else None}
+        on_daemon["in_process"] = in_process
+        text += "\n\n" + deployed.render(on_daemon, in_process)
     print("\n" + text, flush=True)
 
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
@@ -149,6 +162,7 @@ def main(argv: list[str] | None = None) -> int:
             "stages": rows,
             "end_to_end": e2e_summary,
             "incremental_day": inc_summary,
+            "deployed": on_daemon,
             "extras": extras,
             "measurements": {
                 "seed": seed,
@@ -164,6 +178,22 @@ def main(argv: list[str] | None = None) -> int:
     )
     if not args.keep_scratch:
         shutil.rmtree(scratch, ignore_errors=True)
+    _log(f"wrote {path} ({time.perf_counter() - started:.0f} s in all)")
+    return 0
+
+
+def only_deployed(args: argparse.Namespace, started: float) -> int:
+    """``--only-deployed``: the deployed path alone, on the OLTP as it stands (seeded at ``--sf`` if it is not)."""
+    sf = args.sf
+    seed = measure("seed", sf) if args.reseed or not seeded_at(sf) else None
+    on_daemon = deployed.measure(sf, args.days, args.wall_clock, args.change_rate)
+    print("\n" + deployed.render(on_daemon), flush=True)
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    path = bench_dir() / f"bench-deployed-sf{sf:g}-{stamp}.json"
+    machine = {"cores": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()}
+    payload = {"scale_factor": sf, "timestamp": stamp, "machine": machine, "deployed": on_daemon,
+               "measurements": {"seed": seed}, "bench_wall_s": time.perf_counter() - started}  # fmt: skip
+    report.to_json(path, payload)
     _log(f"wrote {path} ({time.perf_counter() - started:.0f} s in all)")
     return 0
 

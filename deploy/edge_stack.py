@@ -266,6 +266,7 @@ def dagster_instance() -> dict[str, Any]:
             "class": "QueuedRunCoordinator",
             "config": {
                 "max_concurrent_runs": 4,
+                "dequeue_interval_seconds": 1,  # a sensor's run starts within a second, not five (the default)
                 # a backfill cannot take every slot; runs of one Spark Connect server are capped
                 "tag_concurrency_limits": [
                     {"key": "dagster/backfill", "limit": 2},

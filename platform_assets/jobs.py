@@ -7,16 +7,21 @@ from datetime import UTC, date
 
 import dagster as dg
 
-from platform_assets.catalog import AUDIT_COLUMN, TABLES
+from platform_assets.catalog import AUDIT_COLUMN, MODELS, TABLES
 from platform_assets.oltp.capture import TOMBSTONE_TABLE
+from platform_assets.warehouse.models import CONSISTENT
 from platform_assets.warehouse.table_diff import MATCHES_OLTP
 from resources.oltp_postgres import OltpPostgresResource
 
 LINEAGE_JOB = "full_lineage"
 INCREMENTAL_JOB = "incremental_changes"
 
-# Whole-table comparisons with the OLTP run on their own cadence (daily, on demand), never inside a day's run.
-WHOLE_TABLE_CHECK_KEYS = frozenset(dg.AssetCheckKey(dg.AssetKey(["warehouse", t.name]), MATCHES_OLTP) for t in TABLES)
+# Whole-table comparisons (a table with the OLTP, a model with its rebuild) run on their own cadence (daily, on
+# demand), never inside a day's run.
+WHOLE_TABLE_CHECK_KEYS = frozenset(
+    [dg.AssetCheckKey(dg.AssetKey(["warehouse", t.name]), MATCHES_OLTP) for t in TABLES]
+    + [dg.AssetCheckKey(dg.AssetKey(["warehouse", m.name]), CONSISTENT) for m in MODELS]
+)
 WHOLE_TABLE_CHECKS = dg.AssetSelection.checks(*WHOLE_TABLE_CHECK_KEYS)
 # The daily-partitioned layers: one partition of each is a day of changes of one table.
 PARTITIONED = (
@@ -33,9 +38,9 @@ full_lineage_job = dg.define_asset_job(
 
 incremental_job = dg.define_asset_job(
     INCREMENTAL_JOB,
-    selection=PARTITIONED,
-    description="Apply the OLTP changes of one day (or a range, as one run): raw → curated → warehouse per table. "
-    "Models and marts follow through declarative automation.",
+    selection=PARTITIONED.downstream() - WHOLE_TABLE_CHECKS,
+    description="Apply the OLTP changes of one day (or a range, as one run): raw → curated → warehouse of the "
+    "changed tables, then the models and marts that read them, in the same run.",
 )
 
 
@@ -53,6 +58,23 @@ def changed_days(oltp: OltpPostgresResource) -> tuple[date, date]:
     if lo is None:
         raise LookupError("the OLTP database has no rows yet: seed it first (make seed)")
     return lo.astimezone(UTC).date(), hi.astimezone(UTC).date()
+
+
+def with_downstream(
+    context: dg.SensorEvaluationContext,
+) -> Callable[[list[dg.AssetKey]], list[dg.AssetKey]] | None:
+    """The selected tables' layers and every model and mart that reads them: a day's run carries its changes
+    through to the marts, so they do not wait for the automation's next tick and no second run starts (the
+    automation then finds them up to date). None without the repository at hand."""
+    if context.repository_def is None:
+        return None
+    graph = context.repository_def.asset_graph
+
+    def keys(selected: list[dg.AssetKey]) -> list[dg.AssetKey]:
+        below = dg.AssetSelection.assets(*selected).downstream().resolve(graph) - set(selected)
+        return [*selected, *sorted(below, key=lambda k: k.to_user_string())]
+
+    return keys
 
 
 def per_day_checks(

@@ -8,6 +8,7 @@ import dagster as dg
 from platform_assets.automation.landing_sensor import run_requests as landing_requests
 from platform_assets.automation.oltp_changes import Changes, run_requests, spans, split_by_partition
 from platform_assets.definitions import INCREMENTAL_JOB, defs
+from platform_assets.jobs import per_day_checks, with_downstream
 from platform_assets.partitions import DAILY
 from platform_assets.raw.landing import parse_landing_key
 
@@ -74,6 +75,30 @@ def test_change_sensor_requests_one_run_per_contiguous_span_of_changed_days():
     # days a fresh sensor finds already materialized are not requested again
     loaded = {"1998-08-04", "1998-08-05", "1998-08-06", "2026-12-01"}
     assert run_requests(changes, skip={"orders": loaded, "lineitem": loaded, "customer": loaded}) == []
+
+
+def test_a_days_run_carries_the_changed_tables_through_to_the_models_and_marts_that_read_them():
+    d = defs()
+    with dg.build_sensor_context(definitions=d) as context:
+        downstream, checks = with_downstream(context), per_day_checks(context)
+    changes = Changes(since="100:180:", until="180:181:", latest_xid=170)
+    changes.days[date(1998, 8, 4)] = {"customer": [1, 0]}
+    changes.days[date(2026, 12, 1)] = {"lineitem": [10, 0], "orders": [2, 1]}
+    first, today = run_requests(changes, checks=checks, downstream=downstream)
+    # only the last span's run carries the models and marts (the first's changes reach them through it)
+    assert {k.path[0] for k in first.asset_selection} == {"raw", "curated", "warehouse"}
+    keys = {k.to_user_string() for k in today.asset_selection}
+    marts = {k.to_user_string() for k in d.resolve_asset_graph().get_all_asset_keys() if k.path[0] == "marts"}
+    assert {"warehouse/lineitem", "warehouse/fct_lineitem"} | marts <= keys
+    assert not {k for k in keys if k.startswith(("raw/", "curated/"))} - {
+        f"{layer}/{t}" for layer in ("raw", "curated") for t in ("lineitem", "orders")
+    }
+    # their checks ride along, but not those that read whole tables on their own cadence
+    names = {c.name for c in today.asset_check_keys}
+    assert "up_to_date_with_warehouse" in names and not names & {"matches_oltp", "matches_full_rebuild"}
+    # the job the sensor targets holds every asset and check it asks for (the daemon refuses a run otherwise)
+    job = d.resolve_job_def(INCREMENTAL_JOB)
+    job.get_subset(asset_selection=set(today.asset_selection), asset_check_selection=set(today.asset_check_keys))
 
 
 def test_change_days_outside_the_partitions_are_held_or_reported():

@@ -123,3 +123,25 @@ def test_spark_fixed_cost_from_the_transform_limit() -> None:
     limit = Measured("transform_limit", 60.0, 2**30, {"session_start_s": 20.0, "seconds_by_name": {"region": 9.0}})
     assert report.spark_fixed(limit) == {"session_start_s": 20.0, "first": "region", "first_s": 9.0}
     assert report.spark_fixed(None) is None and report.spark_fixed(_ref(1.0)) is None
+
+
+def test_the_deployed_path_table_reports_p50_and_max_per_kind_of_round() -> None:
+    from benchmarks.deployed import Round, render, summarize
+
+    def round_(kind: str, tick: float, marts: float, startups: list[float]) -> Round:
+        runs = [{"job": "incremental_changes", "startup_s": s} for s in startups]
+        return Round(kind, "d", 2000, tick, tick + 1, tick + 2, tick + marts, marts, runs)
+
+    rounds = [round_("full load", 3.0, 20.0, [2.0])]
+    rounds += [round_("simulated day", t, m, [1.5]) for t, m in ((30.0, 10.0), (4.0, 12.0), (10.0, 11.0))]
+    rounds.append(round_("wall clock", 5.0, 9.0, [1.0, 4.0]))
+    summary = summarize(rounds)
+    day = summary["simulated day"]
+    assert day["n"] == 3 and day["commit_to_tick_s_p50"] == 10.0 and day["commit_to_tick_s_max"] == 30.0
+    assert day["tick_to_marts_s_p50"] == 11.0 and day["commit_to_marts_s_max"] == 40.0
+    assert summary["run_startup_s"] == {"n": 6, "p50": 1.5, "max": 4.0}
+    table = render({"scale_factor": 0.01, "change_rate": 0.01, "sensor_interval_s": 30, "summary": summary},
+                   {"full_load_s": 50.0, "day_s": 12.5})  # fmt: skip
+    assert "| simulated day (p50 / max) | 3 | 2,000 | 10.0 / 30.0 | 11.0 / 31.0 |" in table
+    assert "| full load | 1 | 2,000 | 3.0 | 4.0 | 5.0 | 23.0 | 20.0 |" in table
+    assert "in-process" in table and "12.5 s" in table

@@ -10,7 +10,6 @@ import base64
 import http.server
 import json
 import os
-import random
 import signal
 import socket
 import subprocess
@@ -21,8 +20,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import requests
 
+from deploy.local.daemon import asset_graph_loaded, free_port
 from tests.conftest import REPO, TEST_DATA
 
 PLATFORM = Path(sys.executable).parent / "platform"
@@ -38,30 +37,12 @@ run_coordinator:
 """
 
 
-def _free_port() -> int:
-    """A free port in 23000-23999, from a random start: parallel sessions (clones) must not pick the same one."""
-    start = random.randrange(23000, 23900)
-    for port in range(start, start + 100):
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) != 0:
-                return port
-    raise RuntimeError(f"no free port in {start}-{start + 99}")
-
-
-def _asset_graph_loaded(url: str) -> bool:
-    try:
-        resp = requests.post(f"{url}/graphql", json={"query": "{ assetNodes { id } }"}, timeout=5)
-        return resp.ok and bool(resp.json().get("data", {}).get("assetNodes"))
-    except requests.RequestException:
-        return False
-
-
 @pytest.fixture(scope="module")
 def webserver(seeded) -> Iterator[str]:
     home = TEST_DATA / "dagster-cp"
     home.mkdir(parents=True, exist_ok=True)
     (home / "dagster.yaml").write_text(INSTANCE_YAML)
-    port = _free_port()
+    port = free_port()
     env = {
         **os.environ,
         "DAGSTER_HOME": str(home),
@@ -79,7 +60,7 @@ def webserver(seeded) -> Iterator[str]:
     try:
         deadline = time.monotonic() + 180
         ours = f"Serving dagster-webserver on {url} in process {proc.pid}"  # not another session's server
-        while ours not in (home / "webserver.log").read_text(errors="replace") or not _asset_graph_loaded(url):
+        while ours not in (home / "webserver.log").read_text(errors="replace") or not asset_graph_loaded(url):
             if proc.poll() is not None or time.monotonic() > deadline:
                 pytest.fail(
                     f"dagster-webserver did not serve the asset graph: {(home / 'webserver.log').read_text()[-2000:]}"

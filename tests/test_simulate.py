@@ -1,9 +1,11 @@
 """OLTP activity simulation: deterministic, stamped with the simulated day, deletes recorded by triggers."""
 
+from datetime import UTC, datetime
+
 import pytest
 
 from platform_assets.oltp.seed import seed_tpch
-from platform_assets.oltp.simulate import simulate
+from platform_assets.oltp.simulate import simulate, simulate_now
 from resources.settings import data_dir
 from tests.conftest import SCALE_FACTOR
 
@@ -67,3 +69,21 @@ def test_same_seed_same_database(sim_db):
     simulate(db, days=2, seed=12)
     with db.connect() as conn:
         assert conn.execute(CHECKSUM).fetchone() != sums[0]
+
+
+def test_activity_on_the_wall_clock_is_stamped_now_and_leaves_the_simulated_calendar_alone(sim_db):
+    db = fresh(sim_db)
+    simulate(db, days=1, seed=7)
+    before = datetime.now(UTC)
+    report = simulate_now(db, seed=7)
+    after = datetime.now(UTC)
+    assert report.day == before.date() and report.new_orders > 0 and report.deleted_orders > 0
+    with db.connect() as conn:
+        # each row the clock's time of its write (the triggers' clock_timestamp()), inside the transaction's span
+        lo, hi = conn.execute("SELECT min(updated_at), max(updated_at) FROM orders WHERE updated_at > %s",
+                              ("1998-08-04 12:00Z",)).fetchone()  # fmt: skip
+        assert before <= lo <= hi <= after
+        deleted = conn.execute("SELECT min(deleted_at) FROM deleted_rows WHERE deleted_at > %s", ("1998-08-05",))
+        assert before <= deleted.fetchone()[0] <= after
+    # the next simulated day follows the last simulated one, not today
+    assert [d.day.isoformat() for d in simulate(db, days=1, seed=7).days] == ["1998-08-05"]

@@ -11,7 +11,7 @@ from collections import defaultdict
 
 import dagster as dg
 
-from platform_assets.jobs import incremental_job, per_day_checks
+from platform_assets.jobs import incremental_job, per_day_checks, with_downstream
 from platform_assets.paths import landing_prefix
 from platform_assets.raw.landing import LANDING_TAG, parse_landing_key
 from resources.object_store import ObjectStoreResource
@@ -25,8 +25,9 @@ def new_objects(store: ObjectStoreResource, seen: dict[str, str]) -> dict[str, s
     return {k: etag for k, etag in sorted(found.items()) if seen.get(k) != etag and not k.endswith("/")}
 
 
-def run_requests(new: dict[str, str], log=None, checks=None) -> list[dg.RunRequest]:
-    """One run per (table, day) with its new files (``checks``: which checks each run executes)."""
+def run_requests(new: dict[str, str], log=None, checks=None, downstream=None) -> list[dg.RunRequest]:
+    """One run per (table, day) with its new files (``checks``: which checks each run executes; ``downstream``:
+    the models and marts it carries the day to)."""
     groups: dict[tuple[str, str], list[str]] = defaultdict(list)
     for key in new:
         try:
@@ -40,6 +41,7 @@ def run_requests(new: dict[str, str], log=None, checks=None) -> list[dg.RunReque
     for (table, day), keys in sorted(groups.items()):
         digest = hashlib.sha1(json.dumps({k: new[k] for k in keys}, sort_keys=True).encode()).hexdigest()[:12]
         assets = [dg.AssetKey([layer, table]) for layer in ("raw", "curated", "warehouse")]
+        assets = downstream(assets) if downstream else assets
         requests.append(
             dg.RunRequest(
                 run_key=f"{SENSOR}:{table}:{day}:{digest}",
@@ -65,6 +67,6 @@ def landing_sensor(context: dg.SensorEvaluationContext, object_store: ObjectStor
     new = new_objects(object_store, seen)
     if not new:
         return dg.SkipReason("no new files under landing/")
-    requests = run_requests(new, context.log, per_day_checks(context))
+    requests = run_requests(new, context.log, per_day_checks(context), with_downstream(context))
     context.log.info(f"landing: {len(new)} new file(s), {len(requests)} run(s)")
     return dg.SensorResult(run_requests=requests, cursor=json.dumps({**seen, **new}, sort_keys=True))

@@ -25,7 +25,7 @@ from datetime import date, timedelta
 import dagster as dg
 
 from platform_assets.catalog import TABLES
-from platform_assets.jobs import incremental_job, per_day_checks, range_tags
+from platform_assets.jobs import incremental_job, per_day_checks, range_tags, with_downstream
 from platform_assets.oltp.capture import NOTHING_SEEN, SNAPSHOT_SQL, changes_by_day_sql, snapshot_xmin
 from platform_assets.partitions import DAILY
 from resources.oltp_postgres import OltpPostgresResource
@@ -100,11 +100,14 @@ def run_requests(
     changes: Changes,
     skip: dict[str, set[str]] | None = None,
     checks: Callable[[list[dg.AssetKey]], list[dg.AssetCheckKey]] | None = None,
+    downstream: Callable[[list[dg.AssetKey]], list[dg.AssetKey]] | None = None,
 ) -> list[dg.RunRequest]:
     """One run per contiguous span of changed days, for the tables that changed in it.
 
     ``skip`` drops days a table already has materialized (used on a first evaluation without a cursor); ``checks``
-    names the checks each run executes (by default Dagster runs every check of the selected assets).
+    names the checks each run executes (by default Dagster runs every check of the selected assets);
+    ``downstream`` adds the models and marts to the last span's run (the others' changes reach them through it,
+    or through the automation if that run finishes first).
     """
     wanted: dict[date, set[str]] = {}
     for day, per_table in changes.days.items():
@@ -112,9 +115,12 @@ def run_requests(
         if tables:
             wanted[day] = tables
     out = []
-    for first, last in spans(list(wanted)):
+    runs = spans(list(wanted))
+    for first, last in runs:
         tables = sorted(set().union(*(v for d, v in wanted.items() if first <= d <= last)))
         keys = [dg.AssetKey([layer, t]) for t in tables for layer in ("raw", "curated", "warehouse")]
+        if downstream and (first, last) == runs[-1]:
+            keys = downstream(keys)
         tags = {"platform/trigger": SENSOR, "platform/tables": ",".join(tables)}
         span = str(first) if first == last else f"{first}..{last}"
         run_key = f"{SENSOR}:{span}:{snapshot_xmin(changes.since)}:{changes.latest_xid}"
@@ -155,7 +161,7 @@ def split_by_partition(changes: Changes, first_key: str, last_key: str) -> tuple
     minimum_interval_seconds=INTERVAL_SECONDS,
     default_status=dg.DefaultSensorStatus.RUNNING,
     description="Requests the change days with newly committed OLTP changes (rows and deletes, read by transaction "
-    "id) as runs of raw → curated → warehouse; models and marts follow through automation.",
+    "id) as runs of raw → curated → warehouse and the models and marts that read the changed tables.",
 )
 def oltp_changes_sensor(context: dg.SensorEvaluationContext, oltp: OltpPostgresResource):
     previous = json.loads(context.cursor) if context.cursor else None
@@ -167,7 +173,7 @@ def oltp_changes_sensor(context: dg.SensorEvaluationContext, oltp: OltpPostgresR
     skip = None
     if previous is None and context.instance is not None:  # first tick: days already loaded need no run
         skip = {t: set(context.instance.get_materialized_partitions(dg.AssetKey(["raw", t]))) for t in loadable.tables}
-    requests = run_requests(loadable, skip, per_day_checks(context))
+    requests = run_requests(loadable, skip, per_day_checks(context), with_downstream(context))
     # changes on a day that is not a partition yet: read them again next tick (the cursor stays where it was)
     cursor = json.dumps(changes.cursor if not ahead else {SNAPSHOT: changes.since})
     if ahead:

@@ -57,11 +57,16 @@ def _sample(rng: random.Random, keys: list, k: int) -> list:
     return sorted(rng.sample(keys, min(k, len(keys))))
 
 
-def simulate_day(conn, day: date, seed: int, change_rate: float) -> DayReport:
+def simulate_day(conn, day: date, seed: int, change_rate: float, on_wall_clock: bool = False) -> DayReport:
+    """One day's activity in the caller's transaction, stamped with the day's noon; ``on_wall_clock``: as an
+    application writes it now (the capture triggers stamp each row with the clock, today's partition)."""
     rng = random.Random(f"{seed}-{day.isoformat()}")
-    stamp = datetime.combine(day, time(12, 0), tzinfo=UTC)
+    if on_wall_clock:
+        stamp = datetime.now(UTC)
+    else:
+        stamp = datetime.combine(day, time(12, 0), tzinfo=UTC)
+        conn.execute("SELECT set_config(%s, %s, true)", (CHANGE_TIME_SETTING, stamp.isoformat()))
     report = DayReport(day)
-    conn.execute("SELECT set_config(%s, %s, true)", (CHANGE_TIME_SETTING, stamp.isoformat()))
     n_orders = conn.execute("SELECT count(*) FROM orders").fetchone()[0]
     k = max(1, round(n_orders * change_rate))
 
@@ -128,6 +133,12 @@ def simulate_day(conn, day: date, seed: int, change_rate: float) -> DayReport:
                                                 (cancelled,)).rowcount  # fmt: skip
         report.deleted_orders = conn.execute("DELETE FROM orders WHERE o_orderkey = ANY(%s)", (cancelled,)).rowcount
     return report
+
+
+def simulate_now(oltp: OltpPostgresResource, seed: int = 42, change_rate: float = 0.01) -> DayReport:
+    """A day's worth of activity committed now, in one transaction, as an application on the wall clock writes it."""
+    with oltp.connect() as conn, conn.transaction():
+        return simulate_day(conn, datetime.now(UTC).date(), seed, change_rate, on_wall_clock=True)
 
 
 def simulate(oltp: OltpPostgresResource, days: int, seed: int = 42, change_rate: float = 0.01) -> SimulationReport:

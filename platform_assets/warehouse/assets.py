@@ -28,6 +28,7 @@ from platform_assets.warehouse.load import (
     null_keys,
 )
 from platform_assets.warehouse.models import (
+    CONSISTENT,
     MODEL_SQL,
     SETTINGS,
     ModelSql,
@@ -227,7 +228,6 @@ def warehouse_table_asset(table: Table) -> dg.AssetsDefinition:
 
 # --- conformed models: the keys their inputs changed ----------------------------------------------------------
 THROUGH = "inputs_through"  # metadata: the last input materialization (event storage id) a model run applied
-CONSISTENT = "matches_full_rebuild"
 
 
 class ModelConfig(dg.Config):

@@ -41,6 +41,7 @@ from resources.clickhouse import ClickHouseResource
 from resources.object_store import ObjectStoreResource
 
 W = DATABASE
+CONSISTENT = "matches_full_rebuild"  # the check that compares a model with a rebuild from its inputs (whole tables)
 # `final = 1`: every input is read as its current state (latest version per key, deleted keys gone);
 # `global`: a subquery over a Distributed table is evaluated once and shipped to the shards.
 SETTINGS = "final = 1, distributed_product_mode = 'global'"

@@ -21,9 +21,8 @@ from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 
-import requests
-
 from control_plane.client import GraphQLClient
+from deploy.local.daemon import asset_graph_loaded
 
 BIN = Path(sys.executable).parent
 # The webserver launches runs itself (DefaultRunCoordinator), so a run clicked in the UI needs no daemon; the
@@ -198,7 +197,7 @@ def dagster_ui(
         web = processes.enter_context(process_group(web_cmd, home, env, "webserver.log"))
         deadline = time.monotonic() + startup_s
         ours = f"Serving dagster-webserver on {url} in process {web.pid}"  # not another session's server
-        while ours not in log_tail(home / "webserver.log", 10**6) or not _asset_graph_loaded(url):
+        while ours not in log_tail(home / "webserver.log", 10**6) or not asset_graph_loaded(url):
             if web.poll() is not None or time.monotonic() > deadline:
                 raise AssertionError(
                     f"dagster-webserver did not serve the asset graph within {startup_s:.0f} s: "
@@ -210,11 +209,3 @@ def dagster_ui(
             return processes.enter_context(process_group(daemon_cmd, home, env, "daemon.log"))
 
         yield ui, start_daemon
-
-
-def _asset_graph_loaded(url: str) -> bool:
-    try:
-        resp = requests.post(f"{url}/graphql", json={"query": "{ assetNodes { id } }"}, timeout=5)
-        return resp.ok and bool(resp.json().get("data", {}).get("assetNodes"))
-    except (requests.RequestException, ValueError):
-        return False
