@@ -10,7 +10,6 @@ import base64
 import http.server
 import json
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -21,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from deploy.local.daemon import asset_graph_loaded, free_port
+from deploy.local.daemon import asset_graph_loaded, free_port, stop_group
 from tests.conftest import REPO, TEST_DATA
 
 PLATFORM = Path(sys.executable).parent / "platform"
@@ -68,12 +67,7 @@ def webserver(seeded) -> Iterator[str]:
             time.sleep(1)
         yield url
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+        stop_group(proc)
         log.close()
 
 

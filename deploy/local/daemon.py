@@ -62,6 +62,17 @@ def asset_graph_loaded(url: str) -> bool:
         return False
 
 
+def stop_group(proc: subprocess.Popen, grace: float = 30) -> None:
+    """SIGTERM a process started with ``start_new_session`` and its whole group, SIGKILL after ``grace`` s."""
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=grace)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
 @dataclass
 class Settled:
     """What one batch of commits set off: the change sensor's runs and the automation's runs that followed."""
@@ -126,15 +137,9 @@ class LocalDeployment:
             time.sleep(1)
 
     def stop(self) -> None:
-        """SIGTERM each process group (webserver, daemon and what they launched), SIGKILL after 30 s."""
+        """Stop the webserver's and the daemon's process groups (with what they launched)."""
         for proc in self._procs:
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGTERM)
-                try:
-                    proc.wait(timeout=30)
-                except subprocess.TimeoutExpired:
-                    os.killpg(proc.pid, signal.SIGKILL)
-                    proc.wait()
+            stop_group(proc)
         for log in self._logs:
             log.close()
         self._procs, self._logs = [], []
