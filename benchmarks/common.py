@@ -8,15 +8,13 @@ from typing import Any
 
 from dotenv import load_dotenv
 
-from resources.settings import REPO_ROOT, data_dir
+from resources.settings import REPO_ROOT, data_dir, local_dagster_home
 
 
 def load_environment() -> None:
     """The same set-up as ``platform_assets.cli``: ``.env`` (never overriding the shell) and the local instance."""
     load_dotenv(REPO_ROOT / ".env", override=False)
-    from deploy.local.stack import dagster_home
-
-    os.environ.setdefault("DAGSTER_HOME", str(dagster_home()))
+    os.environ.setdefault("DAGSTER_HOME", str(local_dagster_home()))
 
 
 def bench_dir() -> Path:

@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from platform_assets.catalog import AUDIT_COLUMN, DELETED_COLUMN, MODELS, TABLES
-from platform_assets.warehouse.load import DATABASE, INFER, create_sql, engine, table_columns
-from platform_assets.warehouse.models import MODEL_SQL, SETTINGS
+from platform_assets.warehouse.load import DATABASE, PARQUET_READ, create_sql, engine, table_columns
+from platform_assets.warehouse.models import MODEL_SQL, READ_CURRENT
 
 
 def _client(engine_dir: Path):
@@ -57,10 +57,12 @@ def load_limit(mirror: Path, engine_dir: Path) -> dict[str, Any]:
     _create(client)
     for t in TABLES:
         cols = ", ".join(f"`{c.name}`" for c in t.all_columns) + f", toUInt8(`{DELETED_COLUMN}`)"
-        client.command(f"INSERT INTO {DATABASE}.{t.name} SELECT {cols} FROM {_source(mirror, t.name)} SETTINGS {INFER}")
+        client.command(
+            f"INSERT INTO {DATABASE}.{t.name} SELECT {cols} FROM {_source(mirror, t.name)} SETTINGS {PARQUET_READ}"
+        )
     for m in MODELS:
         spec = MODEL_SQL[m.name]
-        client.command(f"INSERT INTO {DATABASE}.{m.name} SELECT *, 0 FROM ({spec.live(None)}) SETTINGS {SETTINGS}")
+        client.command(f"INSERT INTO {DATABASE}.{m.name} SELECT *, 0 FROM ({spec.live(None)}) SETTINGS {READ_CURRENT}")
     seconds = time.perf_counter() - started
     rows, nbytes = _stats(client)
     return {"seconds": seconds, "rows": rows, "bytes": nbytes}
@@ -119,9 +121,9 @@ def load_naive(mirror: Path, engine_dir: Path) -> dict[str, Any]:
 def marts_limit(engine_dir: Path, final: bool = True) -> dict[str, Any]:
     """Run after ``load_limit`` on the same engine folder. ``final=False`` is the old, unfair reference (it read
     unmerged parts: every version of a key, deletes included), kept to measure what ``FINAL`` costs."""
-    from platform_assets.marts.queries import MARTS, SETTINGS
+    from platform_assets.marts.queries import MART_SETTINGS, MARTS
 
-    settings = SETTINGS if final else SETTINGS.replace("final = 1", "final = 0")
+    settings = MART_SETTINGS if final else MART_SETTINGS.replace("final = 1", "final = 0")
     client = _client(engine_dir)
     started = time.perf_counter()
     client.command("CREATE DATABASE IF NOT EXISTS marts")

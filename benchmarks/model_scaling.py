@@ -22,19 +22,17 @@ from platform_assets.catalog import AUDIT_COLUMN, DELETED_COLUMN, TABLES_BY_NAME
 from platform_assets.warehouse.load import DATABASE, create_sql, engine, table_columns
 from platform_assets.warehouse.models import (
     MODEL_SQL,
+    READ_CURRENT,
     fingerprint,
     rebuild,
     stored_fingerprint,
     upsert_keys,
 )
-from platform_assets.warehouse.models import (
-    SETTINGS as SET_,
-)
 from resources.clickhouse import ClickHouseResource
 
 SEED = "toDateTime64('1998-08-03 00:00:00', 6, 'UTC')"
 DAY = "toDateTime64('1998-08-04 12:00:00', 6, 'UTC')"
-SET = f"SETTINGS {SET_}"
+SET = f"SETTINGS {READ_CURRENT}"
 
 
 def _values(table: Table, keys: dict[str, str]) -> str:

@@ -170,10 +170,11 @@ def incremental_lines(inc: dict[str, Any] | None) -> list[str]:
         f"({_f(inc['changed_share'] and inc['changed_share'] * 100, '{:.2f}')}% of the full load's "
         f"{inc['full_load_rows']:,}) applied in {inc['wall_s']:.1f} s = {_f(inc['ratio_vs_full_load'], '{:.2f}x')} "
         f"the full load's run ({inc['full_load_s']:.1f} s; both without process start)",
-        f"  partitioned tables (sensor tick {t['sensor_s']:.1f} s + incremental_changes run {t['run_s']:.1f} s, "
+        f"  the change run: tables, models, marts (sensor tick {t['sensor_s']:.1f} s + incremental_changes run "
+        f"{t['run_s']:.1f} s, "
         f"{t['assets']} assets): {t['wall_s']:.1f} s ({_f(t['share_of_day'] and t['share_of_day'] * 100, '{:.0f}')}%); "
         f"engine s {_layers(t['engine_s_by_layer'])}; rows {_layers(t['rows_by_layer'], '{:,.0f}')}",
-        f"  models + marts (automation, {m['runs']} run(s), {m['assets']} assets): {m['wall_s']:.1f} s "
+        f"  then the automation (what it still found: {m['runs']} run(s), {m['assets']} assets): {m['wall_s']:.1f} s "
         f"({_f(m['share_of_day'] and m['share_of_day'] * 100, '{:.0f}')}%); engine s {_layers(m['engine_s_by_layer'])}",
         f"  not part of the day: simulating it in the OLTP {_f(inc.get('simulate_s'))} s; the measuring process "
         f"{inc['process_wall_s']:.1f} s in all",

@@ -18,7 +18,7 @@ from typing import Any
 
 from benchmarks.common import dir_bytes, parquet_rows
 from platform_assets.catalog import AUDIT_COLUMN, DELETED_COLUMN, TABLES
-from platform_assets.paths import TOMBSTONES
+from platform_assets.paths import DELETE_FILES
 
 CHANGE_DATE = "change_date"
 
@@ -119,7 +119,7 @@ def _day_files(mirror: Path, table: str):
     for day_dir in sorted(p for p in (mirror / "raw" / table).iterdir() if p.is_dir()):
         for f in sorted(day_dir.glob("*.parquet")):
             df = pd.read_parquet(f)
-            df[DELETED_COLUMN] = 1 if f.name.startswith(TOMBSTONES) else 0
+            df[DELETED_COLUMN] = 1 if f.name.startswith(DELETE_FILES) else 0
             df[CHANGE_DATE] = day_dir.name
             yield df
 

@@ -12,6 +12,8 @@ from typing import Any
 
 from deploy import versions
 from deploy.compose_common import LOGGING, PLATFORM_ROOT, bind_volume, healthcheck, optional, publish, require
+from platform_assets import CODE_LOCATION, CODE_MODULE
+from resources.environments import LAKE_BUCKET, OLTP_DEFAULTS, RESOURCE_SECRETS, S3_REGION
 from resources.topology import PRIVATE_NETWORK, service
 
 NODE = "vps_1"
@@ -21,17 +23,6 @@ VPN_SUBNET = IPv4Network("10.8.0.0/24")  # addresses of VPN clients; NATed into 
 DAGSTER_IMAGE_VAR = "DAGSTER_IMAGE"  # set by Ansible to platform/dagster:<git commit>
 SPARK_CA_IN_CONTAINER = "/run/platform/spark-connect-ca.pem"
 SPARK_CA_ON_HOST = f"{PLATFORM_ROOT}/secrets/spark-connect-ca.pem"
-CODE_LOCATION = "data_platform"
-CODE_MODULE = "platform_assets.definitions"
-
-# Secrets the resources read in prod (resources/environments.py); forwarded to every run container too.
-RESOURCE_SECRETS = [
-    "OLTP_PASSWORD",
-    "S3_ACCESS_KEY_ID",
-    "S3_SECRET_ACCESS_KEY",
-    "SPARK_CONNECT_TOKEN",
-    "CLICKHOUSE_PASSWORD",
-]
 # Every key the node's .env must hold (Ansible writes exactly these from the operator's secrets file).
 SECRET_KEYS = [
     *RESOURCE_SECRETS,
@@ -53,7 +44,7 @@ COMPUTE_LOG_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "S3_ACCESS_KEY_ID", "AWS_SECRET_
 DOCKER_SOCKET = "/var/run/docker.sock"
 
 DAGSTER_PG = {"user": "dagster", "db": "dagster"}
-OLTP = {"user": "platform", "db": "tpch"}  # the prod defaults of resources/environments.py
+OLTP = OLTP_DEFAULTS
 BACKUP_BUCKET = "backups"
 
 
@@ -111,117 +102,155 @@ def _postgres(name: str, user: str, db: str, password_var: str, volume_name: str
     return spec
 
 
-def compose() -> dict[str, Any]:
+def _seaweedfs() -> dict[str, Any]:
+    """vps_1's object store: SeaweedFS, only its S3 API published (it checks credentials)."""
     s3 = service("object-store-s3")
+    return {
+        "image": versions.SEAWEEDFS,
+        "restart": "unless-stopped",
+        "entrypoint": ["/bin/sh", "/etc/seaweedfs/start.sh"],
+        "environment": {k: require(k) for k in ("S3_ACCESS_KEY_ID", "S3_SECRET_ACCESS_KEY")},
+        # only the S3 API, which checks credentials; master, volume and filer stay on the container network
+        "ports": [publish("object-store-s3")],
+        "volumes": ["./seaweedfs/start.sh:/etc/seaweedfs/start.sh:ro", "seaweedfs-data:/data"],
+        "healthcheck": healthcheck(["CMD", "wget", "-q", "-O", "/dev/null", f"http://127.0.0.1:{s3.port}/healthz"]),
+        "logging": LOGGING,
+        "networks": [NETWORK],
+    }
+
+
+def _code_server() -> dict[str, Any]:
+    """Dagster's code server: the definitions, loaded once and served over gRPC."""
     code = service("dagster-code-server")
+    return _dagster_service(
+        [
+            "dagster",
+            "code-server",
+            "start",
+            "-h",
+            "0.0.0.0",
+            "-p",
+            str(code.port),
+            "-m",
+            CODE_MODULE,
+            "--location-name",
+            CODE_LOCATION,
+        ],
+        ["CMD", "dagster", "api", "grpc-health-check", "-p", str(code.port)],
+        {"dagster-postgres": "service_healthy"},
+    )
+
+
+def _webserver() -> dict[str, Any]:
+    """Dagster's UI and GraphQL, reached only through the proxy's login."""
     web = service("dagster-webserver")
+    return _dagster_service(
+        ["dagster-webserver", "-h", "0.0.0.0", "-p", str(web.port), "-w", "/opt/dagster/home/workspace.yaml"],
+        [
+            "CMD",
+            "python",
+            "-c",
+            f"import urllib.request; urllib.request.urlopen('http://127.0.0.1:{web.port}/server_info')",
+        ],
+        {"dagster-postgres": "service_healthy", "dagster-code-server": "service_healthy"},
+    )
+
+
+def _daemon() -> dict[str, Any]:
+    """Dagster's daemon: sensors, schedules, the run queue and run monitoring."""
+    return _dagster_service(
+        ["dagster-daemon", "run", "-w", "/opt/dagster/home/workspace.yaml"],
+        ["CMD", "dagster-daemon", "liveness-check"],
+        {"dagster-postgres": "service_healthy", "dagster-code-server": "service_healthy"},
+    )
+
+
+def _proxy() -> dict[str, Any]:
+    """Caddy: the only HTTPS entry, with its login, in front of the webserver."""
+    web = service("dagster-webserver")
+    return {
+        "image": versions.CADDY,
+        "restart": "unless-stopped",
+        "environment": {k: require(k) for k in ("DAGSTER_UI_DOMAIN", "ACME_EMAIL", "DAGSTER_UI_USER")}
+        | {
+            "DAGSTER_UI_PASSWORD_HASH": require("DAGSTER_UI_PASSWORD_HASH"),
+            "DAGSTER_UPSTREAM": f"dagster-webserver:{web.port}",
+        },
+        "ports": [publish("https")],
+        "volumes": ["./caddy/Caddyfile:/etc/caddy/Caddyfile:ro", "proxy-data:/data", "proxy-config:/config"],
+        "healthcheck": healthcheck(["CMD", "wget", "-q", "-O", "/dev/null", "http://127.0.0.1:2019/config/"]),
+        "depends_on": {"dagster-webserver": {"condition": "service_healthy"}},
+        "logging": LOGGING,
+        "networks": [NETWORK],
+    }
+
+
+def _openvpn() -> dict[str, Any]:
+    """The VPN gateway: clients get an address in VPN_SUBNET, NATed into the VPC."""
+    return {
+        "build": {"context": "./openvpn"},
+        "image": "platform/openvpn:" + versions.DEBIAN_SLIM.split(":")[1],
+        "restart": "unless-stopped",
+        "cap_add": ["NET_ADMIN"],
+        "devices": ["/dev/net/tun:/dev/net/tun"],
+        "sysctls": {"net.ipv4.ip_forward": "1"},
+        "environment": {
+            "VPN_PUBLIC_HOST": require("VPN_PUBLIC_HOST"),
+            "VPN_SUBNET": str(VPN_SUBNET),
+            "VPC_CIDR": str(PRIVATE_NETWORK),
+        },
+        "ports": [publish("vpn")],
+        "volumes": ["./openvpn/server.conf:/etc/openvpn/server.conf:ro", "openvpn-pki:/etc/openvpn/pki"],
+        "healthcheck": healthcheck(["CMD", "pgrep", "-x", "openvpn"]),
+        "logging": LOGGING,
+        "networks": [NETWORK],
+    }
+
+
+def _postgres_backup() -> dict[str, Any]:
+    """Daily dumps of both PostgreSQL databases into the object store, 14 kept."""
+    s3 = service("object-store-s3")
+    return {
+        "build": {"context": "./backup", "args": {"POSTGRES_IMAGE": versions.POSTGRES}},
+        "image": "platform/postgres-backup:" + versions.POSTGRES.split(":")[1],
+        "restart": "unless-stopped",
+        "environment": {
+            "BACKUP_INTERVAL_SECONDS": "86400",
+            "BACKUP_KEEP": "14",
+            "BACKUP_BUCKET": BACKUP_BUCKET,
+            "S3_ENDPOINT_URL": f"http://seaweedfs:{s3.port}",
+            "S3_ACCESS_KEY_ID": require("S3_ACCESS_KEY_ID"),
+            "S3_SECRET_ACCESS_KEY": require("S3_SECRET_ACCESS_KEY"),
+            "OLTP_URL": f"postgresql://{OLTP['user']}@oltp-postgres:5432/{OLTP['db']}",
+            "OLTP_PASSWORD": require("OLTP_PASSWORD"),
+            "DAGSTER_PG_URL": f"postgresql://{DAGSTER_PG['user']}@dagster-postgres:5432/{DAGSTER_PG['db']}",
+            "DAGSTER_PG_PASSWORD": require("DAGSTER_PG_PASSWORD"),
+        },
+        "healthcheck": healthcheck(["CMD", "/usr/local/bin/backup-healthy"], interval="5m", start_period="30m"),
+        "depends_on": {
+            "oltp-postgres": {"condition": "service_healthy"},
+            "dagster-postgres": {"condition": "service_healthy"},
+            "seaweedfs": {"condition": "service_healthy"},
+        },
+        "logging": LOGGING,
+        "networks": [NETWORK],
+    }
+
+
+def compose() -> dict[str, Any]:
+    """vps_1's compose.yaml: every service of the edge node, its network and volumes."""
     services: dict[str, Any] = {
         "oltp-postgres": _postgres("oltp-postgres", OLTP["user"], OLTP["db"], "OLTP_PASSWORD", "oltp-postgres-data"),
         "dagster-postgres": _postgres(
             "dagster-postgres", DAGSTER_PG["user"], DAGSTER_PG["db"], "DAGSTER_PG_PASSWORD", "dagster-postgres-data"
         ),
-        "seaweedfs": {
-            "image": versions.SEAWEEDFS,
-            "restart": "unless-stopped",
-            "entrypoint": ["/bin/sh", "/etc/seaweedfs/start.sh"],
-            "environment": {k: require(k) for k in ("S3_ACCESS_KEY_ID", "S3_SECRET_ACCESS_KEY")},
-            # only the S3 API, which checks credentials; master, volume and filer stay on the container network
-            "ports": [publish("object-store-s3")],
-            "volumes": ["./seaweedfs/start.sh:/etc/seaweedfs/start.sh:ro", "seaweedfs-data:/data"],
-            "healthcheck": healthcheck(["CMD", "wget", "-q", "-O", "/dev/null", f"http://127.0.0.1:{s3.port}/healthz"]),
-            "logging": LOGGING,
-            "networks": [NETWORK],
-        },
-        "dagster-code-server": _dagster_service(
-            [
-                "dagster",
-                "code-server",
-                "start",
-                "-h",
-                "0.0.0.0",
-                "-p",
-                str(code.port),
-                "-m",
-                CODE_MODULE,
-                "--location-name",
-                CODE_LOCATION,
-            ],
-            ["CMD", "dagster", "api", "grpc-health-check", "-p", str(code.port)],
-            {"dagster-postgres": "service_healthy"},
-        ),
-        "dagster-webserver": _dagster_service(
-            ["dagster-webserver", "-h", "0.0.0.0", "-p", str(web.port), "-w", "/opt/dagster/home/workspace.yaml"],
-            [
-                "CMD",
-                "python",
-                "-c",
-                f"import urllib.request; urllib.request.urlopen('http://127.0.0.1:{web.port}/server_info')",
-            ],
-            {"dagster-postgres": "service_healthy", "dagster-code-server": "service_healthy"},
-        ),
-        "dagster-daemon": _dagster_service(
-            ["dagster-daemon", "run", "-w", "/opt/dagster/home/workspace.yaml"],
-            ["CMD", "dagster-daemon", "liveness-check"],
-            {"dagster-postgres": "service_healthy", "dagster-code-server": "service_healthy"},
-        ),
-        "proxy": {
-            "image": versions.CADDY,
-            "restart": "unless-stopped",
-            "environment": {k: require(k) for k in ("DAGSTER_UI_DOMAIN", "ACME_EMAIL", "DAGSTER_UI_USER")}
-            | {
-                "DAGSTER_UI_PASSWORD_HASH": require("DAGSTER_UI_PASSWORD_HASH"),
-                "DAGSTER_UPSTREAM": f"dagster-webserver:{web.port}",
-            },
-            "ports": [publish("https")],
-            "volumes": ["./caddy/Caddyfile:/etc/caddy/Caddyfile:ro", "proxy-data:/data", "proxy-config:/config"],
-            "healthcheck": healthcheck(["CMD", "wget", "-q", "-O", "/dev/null", "http://127.0.0.1:2019/config/"]),
-            "depends_on": {"dagster-webserver": {"condition": "service_healthy"}},
-            "logging": LOGGING,
-            "networks": [NETWORK],
-        },
-        "openvpn": {
-            "build": {"context": "./openvpn"},
-            "image": "platform/openvpn:" + versions.DEBIAN_SLIM.split(":")[1],
-            "restart": "unless-stopped",
-            "cap_add": ["NET_ADMIN"],
-            "devices": ["/dev/net/tun:/dev/net/tun"],
-            "sysctls": {"net.ipv4.ip_forward": "1"},
-            "environment": {
-                "VPN_PUBLIC_HOST": require("VPN_PUBLIC_HOST"),
-                "VPN_SUBNET": str(VPN_SUBNET),
-                "VPC_CIDR": str(PRIVATE_NETWORK),
-            },
-            "ports": [publish("vpn")],
-            "volumes": ["./openvpn/server.conf:/etc/openvpn/server.conf:ro", "openvpn-pki:/etc/openvpn/pki"],
-            "healthcheck": healthcheck(["CMD", "pgrep", "-x", "openvpn"]),
-            "logging": LOGGING,
-            "networks": [NETWORK],
-        },
-        "postgres-backup": {
-            "build": {"context": "./backup", "args": {"POSTGRES_IMAGE": versions.POSTGRES}},
-            "image": "platform/postgres-backup:" + versions.POSTGRES.split(":")[1],
-            "restart": "unless-stopped",
-            "environment": {
-                "BACKUP_INTERVAL_SECONDS": "86400",
-                "BACKUP_KEEP": "14",
-                "BACKUP_BUCKET": BACKUP_BUCKET,
-                "S3_ENDPOINT_URL": f"http://seaweedfs:{s3.port}",
-                "S3_ACCESS_KEY_ID": require("S3_ACCESS_KEY_ID"),
-                "S3_SECRET_ACCESS_KEY": require("S3_SECRET_ACCESS_KEY"),
-                "OLTP_URL": f"postgresql://{OLTP['user']}@oltp-postgres:5432/{OLTP['db']}",
-                "OLTP_PASSWORD": require("OLTP_PASSWORD"),
-                "DAGSTER_PG_URL": f"postgresql://{DAGSTER_PG['user']}@dagster-postgres:5432/{DAGSTER_PG['db']}",
-                "DAGSTER_PG_PASSWORD": require("DAGSTER_PG_PASSWORD"),
-            },
-            "healthcheck": healthcheck(["CMD", "/usr/local/bin/backup-healthy"], interval="5m", start_period="30m"),
-            "depends_on": {
-                "oltp-postgres": {"condition": "service_healthy"},
-                "dagster-postgres": {"condition": "service_healthy"},
-                "seaweedfs": {"condition": "service_healthy"},
-            },
-            "logging": LOGGING,
-            "networks": [NETWORK],
-        },
+        "seaweedfs": _seaweedfs(),
+        "dagster-code-server": _code_server(),
+        "dagster-webserver": _webserver(),
+        "dagster-daemon": _daemon(),
+        "proxy": _proxy(),
+        "openvpn": _openvpn(),
+        "postgres-backup": _postgres_backup(),
     }
     # The run launcher starts run containers through the host's Docker socket (root:docker, GID unknown here); the
     # webserver needs it too: terminating a run from the UI stops its container there (as Dagster's deploy_docker
@@ -316,10 +345,10 @@ def dagster_instance() -> dict[str, Any]:
             "module": "dagster_aws.s3.compute_log_manager",
             "class": "S3ComputeLogManager",
             "config": {
-                "bucket": "lake",
+                "bucket": LAKE_BUCKET,
                 "prefix": "dagster/compute-logs",
                 "endpoint_url": f"http://{s3.endpoint}",
-                "region": "us-east-1",
+                "region": S3_REGION,
             },
         },
         "telemetry": {"enabled": False},

@@ -119,7 +119,7 @@ def _fk(cols: str, ref: str, ref_cols: str) -> ForeignKey:
     return ForeignKey(tuple(cols.split(",")), ref, tuple(ref_cols.split(",")))
 
 
-D = "decimal(15,2)"
+MONEY = "decimal(15,2)"
 
 TABLES: tuple[Table, ...] = (
     Table(
@@ -141,7 +141,7 @@ TABLES: tuple[Table, ...] = (
         "supplier",
         _cols(
             f"s_suppkey int64, s_name string, s_address string, s_nationkey int32, s_phone string, "
-            f"s_acctbal {D}, s_comment string"
+            f"s_acctbal {MONEY}, s_comment string"
         ),
         primary_key=("s_suppkey",),
         shard_key="cityHash64(s_suppkey)",
@@ -152,7 +152,7 @@ TABLES: tuple[Table, ...] = (
         "customer",
         _cols(
             f"c_custkey int64, c_name string, c_address string, c_nationkey int32, c_phone string, "
-            f"c_acctbal {D}, c_mktsegment string, c_comment string"
+            f"c_acctbal {MONEY}, c_mktsegment string, c_comment string"
         ),
         primary_key=("c_custkey",),
         shard_key="cityHash64(c_custkey)",
@@ -163,7 +163,7 @@ TABLES: tuple[Table, ...] = (
         "part",
         _cols(
             f"p_partkey int64, p_name string, p_mfgr string, p_brand string, p_type string, "
-            f"p_size int32, p_container string, p_retailprice {D}, p_comment string"
+            f"p_size int32, p_container string, p_retailprice {MONEY}, p_comment string"
         ),
         primary_key=("p_partkey",),
         shard_key="cityHash64(p_partkey)",
@@ -171,7 +171,7 @@ TABLES: tuple[Table, ...] = (
     ),
     Table(
         "partsupp",
-        _cols(f"ps_partkey int64, ps_suppkey int64, ps_availqty int64, ps_supplycost {D}, ps_comment string"),
+        _cols(f"ps_partkey int64, ps_suppkey int64, ps_availqty int64, ps_supplycost {MONEY}, ps_comment string"),
         primary_key=("ps_partkey", "ps_suppkey"),
         shard_key="cityHash64(ps_partkey)",
         foreign_keys=(
@@ -183,7 +183,7 @@ TABLES: tuple[Table, ...] = (
     Table(
         "orders",
         _cols(
-            f"o_orderkey int64, o_custkey int64, o_orderstatus string, o_totalprice {D}, "
+            f"o_orderkey int64, o_custkey int64, o_orderstatus string, o_totalprice {MONEY}, "
             f"o_orderdate date, o_orderpriority string, o_clerk string, o_shippriority int32, "
             f"o_comment string"
         ),
@@ -195,8 +195,8 @@ TABLES: tuple[Table, ...] = (
     Table(
         "lineitem",
         _cols(
-            f"l_orderkey int64, l_partkey int64, l_suppkey int64, l_linenumber int64, l_quantity {D}, "
-            f"l_extendedprice {D}, l_discount {D}, l_tax {D}, l_returnflag string, l_linestatus string, "
+            f"l_orderkey int64, l_partkey int64, l_suppkey int64, l_linenumber int64, l_quantity {MONEY}, "
+            f"l_extendedprice {MONEY}, l_discount {MONEY}, l_tax {MONEY}, l_returnflag string, l_linestatus string, "
             f"l_shipdate date, l_commitdate date, l_receiptdate date, l_shipinstruct string, "
             f"l_shipmode string, l_comment string"
         ),
@@ -252,3 +252,78 @@ MODELS: tuple[Model, ...] = (
         description="Customers with their nation and region names.",
     ),
 )
+
+
+# What each column means (TPC-H's specification, clause 1.4, in short): the UI's column tables and the asset
+# descriptions show it wherever the column appears (raw, curated, warehouse, the models and marts that keep it).
+COLUMN_MEANINGS: dict[str, str] = {
+    "r_regionkey": "Region key (0-4).",
+    "r_name": "Region name (AFRICA, AMERICA, ASIA, EUROPE, MIDDLE EAST).",
+    "r_comment": "Free text.",
+    "n_nationkey": "Nation key (0-24).",
+    "n_name": "Nation name.",
+    "n_regionkey": "The nation's region (region.r_regionkey).",
+    "n_comment": "Free text.",
+    "s_suppkey": "Supplier key.",
+    "s_name": "Supplier name (Supplier#<key>).",
+    "s_address": "Supplier's street address.",
+    "s_nationkey": "The supplier's nation (nation.n_nationkey).",
+    "s_phone": "Phone number; its country code follows the nation.",
+    "s_acctbal": "Account balance (may be negative).",
+    "s_comment": "Free text; a few mention customer complaints (TPC-H Q16).",
+    "c_custkey": "Customer key.",
+    "c_name": "Customer name (Customer#<key>).",
+    "c_address": "Customer's street address.",
+    "c_nationkey": "The customer's nation (nation.n_nationkey).",
+    "c_phone": "Phone number; its country code follows the nation.",
+    "c_acctbal": "Account balance (may be negative).",
+    "c_mktsegment": "Market segment: AUTOMOBILE, BUILDING, FURNITURE, HOUSEHOLD or MACHINERY.",
+    "c_comment": "Free text.",
+    "p_partkey": "Part key.",
+    "p_name": "Part name: five colour words.",
+    "p_mfgr": "Manufacturer (Manufacturer#1-5).",
+    "p_brand": "Brand (Brand#<manufacturer><1-5>).",
+    "p_type": "Type: size, finish and material words (e.g. STANDARD POLISHED TIN).",
+    "p_size": "Size (1-50).",
+    "p_container": "Container (e.g. SM BOX, JUMBO PKG).",
+    "p_retailprice": "Retail price per unit.",
+    "p_comment": "Free text.",
+    "ps_partkey": "The part (part.p_partkey).",
+    "ps_suppkey": "The supplier offering it (supplier.s_suppkey).",
+    "ps_availqty": "Units this supplier has available.",
+    "ps_supplycost": "This supplier's cost per unit.",
+    "ps_comment": "Free text.",
+    "o_orderkey": "Order key.",
+    "o_custkey": "The customer who ordered (customer.c_custkey).",
+    "o_orderstatus": "F: every line shipped, O: every line open, P: partly shipped.",
+    "o_totalprice": "Order total: its lines' extended price after discount, plus tax.",
+    "o_orderdate": "Day the order was placed.",
+    "o_orderpriority": "Priority: 1-URGENT, 2-HIGH, 3-MEDIUM, 4-NOT SPECIFIED or 5-LOW.",
+    "o_clerk": "Clerk who took the order (Clerk#<n>).",
+    "o_shippriority": "Shipping priority (0).",
+    "o_comment": "Free text.",
+    "l_orderkey": "The order this line belongs to (orders.o_orderkey).",
+    "l_partkey": "The part ordered (part.p_partkey).",
+    "l_suppkey": "The supplier shipping it (supplier.s_suppkey; with l_partkey a partsupp row).",
+    "l_linenumber": "Line number within the order (1-7).",
+    "l_quantity": "Units ordered (1-50).",
+    "l_extendedprice": "Quantity times the part's retail price, before discount and tax.",
+    "l_discount": "Discount as a fraction (0.00-0.10).",
+    "l_tax": "Tax as a fraction (0.00-0.08).",
+    "l_returnflag": "R: returned, A: accepted, N: not yet received.",
+    "l_linestatus": "F: shipped, O: open.",
+    "l_shipdate": "Day the line shipped.",
+    "l_commitdate": "Day delivery was promised.",
+    "l_receiptdate": "Day the customer received it.",
+    "l_shipinstruct": "Shipping instruction (e.g. DELIVER IN PERSON).",
+    "l_shipmode": "Mode: AIR, FOB, MAIL, RAIL, REG AIR, SHIP or TRUCK.",
+    "l_comment": "Free text.",
+    AUDIT_COLUMN: "When the row last changed in the OLTP (set by the capture trigger): the change day it belongs to.",
+    DELETED_COLUMN: "1: the key was deleted in the OLTP (kept as a marker so the warehouse drops it).",
+    "l_net_revenue": "The line's revenue after discount: l_extendedprice * (1 - l_discount).",
+}
+
+
+def column_meaning(name: str) -> str | None:
+    """What a column means, for any layer's column of that name (None for a column the catalog does not know)."""
+    return COLUMN_MEANINGS.get(name)

@@ -14,10 +14,13 @@ import json
 import os
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager, redirect_stderr
+from pathlib import Path
 
 from dotenv import load_dotenv
 
-from resources.settings import REPO_ROOT, data_dir, local_port
+from resources.settings import REPO_ROOT, data_dir, local_dagster_home, local_port
 
 
 def _seed(scale_factor: float) -> None:
@@ -65,6 +68,20 @@ def _simulate(days: int, seed: int, change_rate: float) -> int:
     return 0
 
 
+@contextmanager
+def dagster_log(path: Path) -> Iterator[Path]:
+    """Dagster's event stream and Python's warnings (both on stderr) go to ``path``; what this command prints
+    itself (progress, the tables) stays on stdout. A failure's traceback still reaches the terminal."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as log:
+        try:
+            with redirect_stderr(log):
+                yield path
+        except BaseException:
+            print(f"failed; Dagster's event log: {path}", file=sys.stderr)
+            raise
+
+
 def _fmt_bytes(n: float) -> str:
     for unit in ("B", "KB", "MB", "GB"):
         if n < 1024:
@@ -74,11 +91,12 @@ def _fmt_bytes(n: float) -> str:
 
 
 def _print_materializations(materialized) -> None:
-    print(f"\n{'asset':32s} {'partition':>10s} {'rows':>10s} {'bytes':>10s} {'seconds':>8s}")
+    width = max([len("asset"), *(len(key) for key, _, _ in materialized)])
+    print(f"\n{'asset':{width}s} {'partition':>10s} {'rows':>10s} {'bytes':>10s} {'seconds':>8s}")
     for key, partition, md in materialized:
         how = f"  {md['mode']}: {md['changed_keys']:,} keys, {md['delete_markers']:,} deleted" if "mode" in md else ""
         print(
-            f"{key:32s} {partition or '':>10s} "
+            f"{key:{width}s} {partition or '':>10s} "
             f"{md.get('dagster/row_count', 0):>10,} {_fmt_bytes(md.get('bytes', 0)):>10s} {md.get('seconds', 0):>8.2f}"
             + how
         )
@@ -126,6 +144,7 @@ def run_lineage() -> int:
         first, last = changed_days(oltp)
     started = time.perf_counter()
     job = definitions.resolve_job_def(LINEAGE_JOB)
+    print(f"running {LINEAGE_JOB} over the change days {first}..{last}")
     with dg.DagsterInstance.get() as instance:
         result = job.execute_in_process(instance=instance, tags=range_tags(first, last), raise_on_error=False)
     wall = time.perf_counter() - started
@@ -160,8 +179,7 @@ def second_day(change_rate: float = 0.01) -> int:
         started = time.perf_counter()
         requests, _ = evaluate_sensor(definitions, SENSOR, instance, cursor)
         for r in requests:
-            assets = ", ".join(k.to_user_string() for k in r.asset_selection)
-            print(f"sensor {SENSOR} requested run {r.run_key} for {assets}")
+            print(f"sensor {SENSOR} requested a run of {len(r.asset_selection)} assets ({r.run_key})")
         applied = execute_requests(definitions, instance, requests)
         automated, _ = run_automation(definitions, instance, automation)
         wall = time.perf_counter() - started
@@ -174,9 +192,7 @@ def second_day(change_rate: float = 0.01) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     load_dotenv(REPO_ROOT / ".env", override=False)
-    from deploy.local.stack import dagster_home
-
-    os.environ.setdefault("DAGSTER_HOME", str(dagster_home()))
+    os.environ.setdefault("DAGSTER_HOME", str(local_dagster_home()))
     parser = argparse.ArgumentParser(prog="python -m platform_assets.cli")
     sub = parser.add_subparsers(dest="command", required=True)
     for name in ("seed", "demo"):
@@ -199,13 +215,15 @@ def main(argv: list[str] | None = None) -> int:
         _seed(args.sf)
     if args.command == "seed":
         return 0
-    if args.command == "demo":
-        from platform_assets.definitions import defs
+    with dagster_log(data_dir() / "logs" / f"{args.command}.log") as log:
+        if args.command == "demo":
+            from platform_assets.definitions import defs
 
-        reset_downstream(defs())
-    status = run_lineage()
-    if args.command == "demo" and status == 0:
-        status = second_day(args.day_change_rate)
+            reset_downstream(defs())
+        status = run_lineage()
+        if args.command == "demo" and status == 0:
+            status = second_day(args.day_change_rate)
+    print(f"\nDagster's event log of these runs (DEBUG): {log}")
     print(
         f"\nOpen the UI: `make dev`, then http://127.0.0.1:{local_port('dagster-webserver')} "
         "(Lineage: Assets → View lineage)"

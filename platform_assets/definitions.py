@@ -15,9 +15,17 @@ from platform_assets.oltp.assets import defs as oltp_defs
 from platform_assets.raw.assets import defs as raw_defs
 from platform_assets.warehouse.assets import defs as warehouse_defs
 from platform_assets.warehouse.divergence import defs as divergence_defs
+from platform_assets.warehouse.lag import FRESHNESS
 from resources.environments import executor_def, resource_defs
 
 __all__ = ["INCREMENTAL_JOB", "LINEAGE_JOB", "defs"]
+
+FRESH_GROUPS = ("warehouse", "marts")  # what users query: late data there is an incident
+
+
+def with_freshness(spec: dg.AssetSpec) -> dg.AssetSpec:
+    """The freshness policy, applied in one place to every asset users query (the UI shows each one's state)."""
+    return spec.replace_attributes(freshness_policy=FRESHNESS) if spec.group_name in FRESH_GROUPS else spec
 
 
 @dg.definitions
@@ -37,4 +45,4 @@ def defs() -> dg.Definitions:
             resources=resource_defs(),
             executor=executor_def(),
         ),
-    )
+    ).map_asset_specs(func=with_freshness)

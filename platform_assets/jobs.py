@@ -9,6 +9,7 @@ import dagster as dg
 
 from platform_assets.catalog import AUDIT_COLUMN, MODELS, TABLES
 from platform_assets.oltp.capture import TOMBSTONE_TABLE
+from platform_assets.partitions import RANGE_END_TAG, RANGE_START_TAG
 from platform_assets.warehouse.models import CONSISTENT
 from platform_assets.warehouse.table_diff import MATCHES_OLTP
 from resources.oltp_postgres import OltpPostgresResource
@@ -16,17 +17,23 @@ from resources.oltp_postgres import OltpPostgresResource
 LINEAGE_JOB = "full_lineage"
 INCREMENTAL_JOB = "incremental_changes"
 
-# Whole-table comparisons (a table with the OLTP, a model with its rebuild) run on their own cadence (daily, on
-# demand), never inside a day's run.
-WHOLE_TABLE_CHECK_KEYS = frozenset(
-    [dg.AssetCheckKey(dg.AssetKey(["warehouse", t.name]), MATCHES_OLTP) for t in TABLES]
-    + [dg.AssetCheckKey(dg.AssetKey(["warehouse", m.name]), CONSISTENT) for m in MODELS]
-)
+# Whole-table comparisons with the OLTP run on their own cadence (daily, on demand), never in a run of the lineage.
+WHOLE_TABLE_CHECK_KEYS = frozenset(dg.AssetCheckKey(dg.AssetKey(["warehouse", t.name]), MATCHES_OLTP) for t in TABLES)
 WHOLE_TABLE_CHECKS = dg.AssetSelection.checks(*WHOLE_TABLE_CHECK_KEYS)
+# A model against its rebuild reads whole tables too: daily at 03:00 and in the full lineage, not in a day's run.
+REBUILD_CHECK_KEYS = frozenset(dg.AssetCheckKey(dg.AssetKey(["warehouse", m.name]), CONSISTENT) for m in MODELS)
+NOT_IN_A_DAY = WHOLE_TABLE_CHECK_KEYS | REBUILD_CHECK_KEYS
+PARTITIONED_LAYERS = ("raw", "curated", "warehouse")
+
+
+def table_keys(*tables: str) -> list[dg.AssetKey]:
+    """A table's daily-partitioned assets, in lineage order: raw, curated, warehouse (for each table given)."""
+    return [dg.AssetKey([layer, t]) for t in tables for layer in PARTITIONED_LAYERS]
+
+
 # The daily-partitioned layers: one partition of each is a day of changes of one table.
 PARTITIONED = (
-    dg.AssetSelection.key_prefixes(["raw"])
-    | dg.AssetSelection.assets(*(dg.AssetKey([layer, t.name]) for layer in ("curated", "warehouse") for t in TABLES))
+    dg.AssetSelection.key_prefixes(["raw"]) | dg.AssetSelection.assets(*table_keys(*(t.name for t in TABLES)))
 ) - WHOLE_TABLE_CHECKS
 
 full_lineage_job = dg.define_asset_job(
@@ -38,7 +45,7 @@ full_lineage_job = dg.define_asset_job(
 
 incremental_job = dg.define_asset_job(
     INCREMENTAL_JOB,
-    selection=PARTITIONED.downstream() - WHOLE_TABLE_CHECKS,
+    selection=PARTITIONED.downstream() - dg.AssetSelection.checks(*NOT_IN_A_DAY),
     description="Apply the OLTP changes of one day (or a range, as one run): raw → curated → warehouse of the "
     "changed tables, then the models and marts that read them, in the same run.",
 )
@@ -46,7 +53,7 @@ incremental_job = dg.define_asset_job(
 
 def range_tags(start: date | str, end: date | str) -> dict[str, str]:
     """Run tags that make one run cover a range of daily partitions (the assets' single-run backfill policy)."""
-    return {"dagster/asset_partition_range_start": str(start), "dagster/asset_partition_range_end": str(end)}
+    return {RANGE_START_TAG: str(start), RANGE_END_TAG: str(end)}
 
 
 def changed_days(oltp: OltpPostgresResource) -> tuple[date, date]:
@@ -80,14 +87,14 @@ def with_downstream(
 def per_day_checks(
     context: dg.SensorEvaluationContext,
 ) -> Callable[[list[dg.AssetKey]], list[dg.AssetCheckKey]] | None:
-    """The checks of the selected assets that belong in a day's run: all but the whole-table comparisons (None
+    """The checks of the selected assets that belong in a day's run: all but those that read whole tables (None
     without the repository at hand: Dagster's default, every check of the assets)."""
     if context.repository_def is None:
         return None
     graph = context.repository_def.asset_graph
 
     def checks(keys: list[dg.AssetKey]) -> list[dg.AssetCheckKey]:
-        found = graph.get_check_keys_for_assets(set(keys)) - WHOLE_TABLE_CHECK_KEYS
+        found = graph.get_check_keys_for_assets(set(keys)) - NOT_IN_A_DAY
         return sorted(found, key=lambda k: k.to_user_string())
 
     return checks

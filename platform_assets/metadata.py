@@ -7,7 +7,7 @@ from collections.abc import Iterable, Sequence
 
 import dagster as dg
 
-from platform_assets.catalog import Table
+from platform_assets.catalog import Table, column_meaning
 
 OWNERS = ["team:data-platform"]
 
@@ -21,8 +21,17 @@ def version_of(*parts: str) -> str:
     return hashlib.sha1("\n".join(parts).encode()).hexdigest()[:12]
 
 
+def code_version(spec: object, *logic: str) -> str:
+    """An asset's code version from what defines it: its catalog entry (columns, types, keys) and its layer's logic
+    (SQL, the transform's source), so the UI marks exactly the assets a change touched, with no number to bump."""
+    return version_of(repr(spec), *logic)
+
+
 def column_schema(columns: Iterable[tuple[str, str]]) -> dg.TableSchema:
-    return dg.TableSchema(columns=[dg.TableColumn(name, str(typ)) for name, typ in columns])
+    """The UI's column table: name, type and what the column means (the catalog's TPC-H meanings)."""
+    return dg.TableSchema(
+        columns=[dg.TableColumn(name, str(typ), description=column_meaning(name)) for name, typ in columns]
+    )
 
 
 def catalog_columns(table: Table) -> list[tuple[str, str]]:
@@ -34,8 +43,8 @@ def describe(summary: str, table: Table | None = None, extra: str = "") -> str:
     text = summary.strip()
     if table is not None:
         text += f"\n\n**Primary key:** `{', '.join(table.primary_key)}` · **cursor:** `{table.cursor_column}`"
-        text += "\n\n| column | type |\n|---|---|\n"
-        text += "\n".join(f"| `{c.name}` | {c.type} |" for c in table.all_columns)
+        text += "\n\n| column | type | meaning |\n|---|---|---|\n"
+        text += "\n".join(f"| `{c.name}` | {c.type} | {column_meaning(c.name) or ''} |" for c in table.all_columns)
     if extra:
         text += "\n\n" + extra.strip()
     return text

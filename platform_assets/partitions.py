@@ -24,12 +24,26 @@ SINGLE_RUN = dg.BackfillPolicy.single_run()
 warnings.filterwarnings("ignore", message=r"Parameter `backfill_policy`", category=dg.BetaWarning)
 
 
+# A run over a range of days is one run (the assets' single-run backfill policy): Dagster's range tags.
+RANGE_START_TAG = "dagster/asset_partition_range_start"
+RANGE_END_TAG = "dagster/asset_partition_range_end"
+
+
 def days_of(context: dg.AssetExecutionContext) -> list[date]:
     """Every day of the run's partition range (one day for a daily run, n for a backfill)."""
     window = context.partition_time_window
-    first: datetime = window.start
-    count = (window.end - window.start).days
-    return [(first + timedelta(days=i)).date() for i in range(count)]
+    return days_between(window.start, window.end)
+
+
+def days_between(start: datetime, end: datetime) -> list[date]:
+    """The days of a daily partitions' time window [start, end) (also what Pipes hands a batch pod)."""
+    return [(start + timedelta(days=i)).date() for i in range((end - start).days)]
+
+
+def span(days: list[date] | tuple[date, date]) -> str:
+    """How a run's days are written in messages and run keys: ``1998-08-04`` or ``1998-08-04..1998-08-10``."""
+    first, last = days[0], days[-1]
+    return str(first) if first == last else f"{first}..{last}"
 
 
 def day_bounds(day: date) -> tuple[str, str]:

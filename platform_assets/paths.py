@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from datetime import date
 
-ROWS, TOMBSTONES, LANDED = "part-", "deleted-", "landed-"
+# file-name prefixes of a day's raw objects: extracted rows, deleted keys (the OLTP's tombstones), landed files
+ROW_FILES, DELETE_FILES, LANDED_FILES = "part-", "deleted-", "landed-"
 LANDING = "landing/"
 
 

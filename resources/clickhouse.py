@@ -107,16 +107,16 @@ class ClickHouseResource(dg.ConfigurableResource):
         Readers see the old table or the new one, never a half-loaded one; on failure the old table stays.
         ``sharded`` issues the DDL on every shard of the cluster (the table then exists once per shard).
         """
-        oc = self.on_cluster() if sharded else ""
+        on_cluster = self.on_cluster() if sharded else ""
         staging = f"{database}.{table}__staging"
-        self.command(f"CREATE DATABASE IF NOT EXISTS {database}{oc}")
-        self.command(f"DROP TABLE IF EXISTS {staging}{oc} SYNC")
+        self.command(f"CREATE DATABASE IF NOT EXISTS {database}{on_cluster}")
+        self.command(f"DROP TABLE IF EXISTS {staging}{on_cluster} SYNC")
         try:
             yield staging
-            self.command(f"CREATE TABLE IF NOT EXISTS {database}.{table}{oc} AS {staging}")
-            self.command(f"EXCHANGE TABLES {staging} AND {database}.{table}{oc}")
+            self.command(f"CREATE TABLE IF NOT EXISTS {database}.{table}{on_cluster} AS {staging}")
+            self.command(f"EXCHANGE TABLES {staging} AND {database}.{table}{on_cluster}")
         finally:
-            self.command(f"DROP TABLE IF EXISTS {staging}{oc} SYNC")
+            self.command(f"DROP TABLE IF EXISTS {staging}{on_cluster} SYNC")
 
     def table_stats(self, database: str, table: str) -> tuple[int, int]:
         """(rows, bytes) of a table, summed over every shard when the resource has a cluster."""

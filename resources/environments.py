@@ -28,6 +28,19 @@ from resources.spark import SparkResource
 from resources.topology import service
 from resources.webhook import webhook_resource
 
+# Prod defaults the deploy files use too (deploy/edge_stack.py imports them: one declaration each).
+OLTP_DEFAULTS = {"user": "platform", "db": "tpch"}
+LAKE_BUCKET = "lake"
+S3_REGION = "us-east-1"
+# The credentials the resources read from the environment (dg.EnvVar); every node and run container needs them.
+RESOURCE_SECRETS = (
+    "OLTP_PASSWORD",
+    "S3_ACCESS_KEY_ID",
+    "S3_SECRET_ACCESS_KEY",
+    "SPARK_CONNECT_TOKEN",
+    "CLICKHOUSE_PASSWORD",
+)
+
 
 def _env(name: str, default: object) -> str:
     return os.environ.get(name) or str(default)
@@ -39,8 +52,8 @@ def oltp_resource(env: Environment) -> OltpPostgresResource:
     return OltpPostgresResource(
         host=_env("OLTP_HOST", "127.0.0.1" if local else svc.host),
         port=int(_env("OLTP_PORT", local_port(svc.name) if local else svc.port)),
-        database=_env("OLTP_DB", "tpch"),
-        user=_env("OLTP_USER", "platform"),
+        database=_env("OLTP_DB", OLTP_DEFAULTS["db"]),
+        user=_env("OLTP_USER", OLTP_DEFAULTS["user"]),
         password=dg.EnvVar("OLTP_PASSWORD"),
         node=svc.node,
     )
@@ -52,8 +65,8 @@ def object_store_resource(env: Environment) -> ObjectStoreResource:
     default_url = f"http://127.0.0.1:{local_port(svc.name)}" if local else f"http://{svc.endpoint}"
     return ObjectStoreResource(
         endpoint_url=_env("S3_ENDPOINT_URL", default_url),
-        bucket=_env("S3_BUCKET", "lake"),
-        region_name=_env("S3_REGION", "us-east-1"),
+        bucket=_env("S3_BUCKET", LAKE_BUCKET),
+        region_name=_env("S3_REGION", S3_REGION),
         aws_access_key_id=dg.EnvVar("S3_ACCESS_KEY_ID"),
         aws_secret_access_key=dg.EnvVar("S3_SECRET_ACCESS_KEY"),
         node=svc.node,
@@ -114,8 +127,12 @@ def resource_defs(env: Environment | None = None) -> dict[str, Any]:
         "object_store": object_store,
         "spark": spark_resource(env, object_store),
         "clickhouse": clickhouse_resource(env),
-        # only used with CURATED_RUNNER=k8s-pipes (batch pods on vps_2)
-        "k8s_batch": K8sBatchResource(object_store=object_store, kubeconfig_file=os.environ.get("KUBECONFIG")),
+        # batch pods on vps_2: curated runs configured with runner k8s-pipes; all of them with CURATED_RUNNER=k8s-pipes
+        "k8s_batch": K8sBatchResource(
+            object_store=object_store,
+            kubeconfig_file=os.environ.get("KUBECONFIG"),
+            default_runner=_env("CURATED_RUNNER", "spark"),
+        ),
         "failure_webhook": webhook_resource(),  # FAILURE_WEBHOOK_URL, optional
     }
 

@@ -7,7 +7,7 @@ materialization back through the object store (``PipesS3MessageReader``), not th
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import dagster as dg
 from dagster_aws.pipes import PipesS3MessageReader
@@ -17,6 +17,7 @@ from resources.object_store import ObjectStoreResource
 if TYPE_CHECKING:  # imported where a pod is launched: the kubernetes client is a heavy import for every run process
     from dagster_k8s import PipesK8sClient
 
+Runner = Literal["spark", "k8s-pipes"]  # where a curated table is built
 BATCH_MODULE = "platform_assets.curated.batch_job"
 BATCH_IMAGE = "platform/spark-batch:4.3.0"  # deploy/vps_2/spark-batch/Dockerfile; Ansible builds and imports it
 
@@ -31,6 +32,9 @@ class K8sBatchResource(dg.ConfigurableResource):
     cpu: str = "2"
     memory: str = "4Gi"
     node: str = "vps_2"
+    # where a curated run builds its table unless its config says otherwise: "spark" (the spark resource) or
+    # "k8s-pipes" (a pod from this resource)
+    default_runner: Runner = "spark"
 
     def command(self, asset_name: str) -> list[str]:
         return ["python", "-m", BATCH_MODULE, asset_name]

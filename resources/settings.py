@@ -56,3 +56,29 @@ def require_env(name: str) -> str:
     if not value:
         raise RuntimeError(f"environment variable {name} is not set; see .env.example")
     return value
+
+
+# Dagster's local instance (make demo, make dev, the deployed-path benchmark). Runs take turns locally: a run
+# process holds the in-process ClickHouse engine's folder while it runs; a queued run starts within a second.
+LOCAL_INSTANCE_YAML = """\
+telemetry:
+  enabled: false
+nux:
+  enabled: false
+run_coordinator:
+  module: dagster._core.run_coordinator
+  class: QueuedRunCoordinator
+  config:
+    max_concurrent_runs: 1
+    dequeue_interval_seconds: 1
+"""
+
+
+def local_dagster_home() -> Path:
+    """The local instance's folder (``DAGSTER_HOME`` of make demo and make dev), created with its dagster.yaml."""
+    home = data_dir() / "dagster"
+    home.mkdir(parents=True, exist_ok=True)
+    yaml = home / "dagster.yaml"
+    if not yaml.exists():
+        yaml.write_text(LOCAL_INSTANCE_YAML)
+    return home

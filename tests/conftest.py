@@ -40,15 +40,34 @@ TEST_ENV = {
     "S3_SECRET_ACCESS_KEY": secrets.token_urlsafe(16),
     "SPARK_CONNECT_TOKEN": secrets.token_urlsafe(16),
 }
-for name in ("OLTP_HOST", "OLTP_PORT", "S3_ENDPOINT_URL", "SPARK_REMOTE", "SPARK_MASTER", "CLICKHOUSE_DSN",
-             "CLICKHOUSE_CLUSTER"):  # fmt: skip
-    os.environ.pop(name, None)
-os.environ.update(TEST_ENV)
+# Settings of a developer's shell or .env that would point the resources elsewhere.
+UNSET = ("OLTP_HOST", "OLTP_PORT", "S3_ENDPOINT_URL", "SPARK_REMOTE", "SPARK_MASTER", "CLICKHOUSE_DSN",
+         "CLICKHOUSE_CLUSTER")  # fmt: skip
 # Scratch files of the suite (Dagster's ephemeral instances, pytest's tmp_path) stay in the project, not /tmp.
 TEST_TMP = TEST_DATA.with_name(TEST_DATA.name + "-tmp")
-TEST_TMP.mkdir(parents=True, exist_ok=True)
-os.environ["TMPDIR"] = str(TEST_TMP)
-tempfile.tempdir = None  # re-read TMPDIR
+_SAVED_ENV = pytest.StashKey[dict[str, str | None]]()
+
+
+def _pin_environment(config: pytest.Config) -> None:
+    """The suite's environment, set when pytest starts (before any test module is imported, since modules read
+    settings at import) and given back when it ends."""
+    names = (*TEST_ENV, *UNSET, "TMPDIR")
+    config.stash[_SAVED_ENV] = {name: os.environ.get(name) for name in names}
+    for name in UNSET:
+        os.environ.pop(name, None)
+    os.environ.update(TEST_ENV)
+    TEST_TMP.mkdir(parents=True, exist_ok=True)
+    os.environ["TMPDIR"] = str(TEST_TMP)
+    tempfile.tempdir = None  # re-read TMPDIR
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    for name, value in config.stash.get(_SAVED_ENV, {}).items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
+    tempfile.tempdir = None
 
 
 @pytest.fixture(scope="session")
@@ -111,10 +130,14 @@ def lineage(seeded, resources, oltp):
 
 
 # Real tools slow enough to leave out of the edit-run loop (a JVM, a VPN handshake, ansible-playbook runs).
-SLOW_MODULES = {"test_spark_connect_tls.py", "test_openvpn.py", "test_ansible_k3s_images.py", "test_seaweedfs_start.py"}
+SLOW_MODULES = {
+    "test_spark_connect_tls.py", "test_openvpn.py", "test_ansible_k3s_images.py", "test_seaweedfs_start.py",
+    "test_make_dev.py",  # a dagster dev: webserver, daemon and code server
+}  # fmt: skip
 
 
 def pytest_configure(config):
+    _pin_environment(config)
     config.addinivalue_line("markers", "mutates_oltp: changes the shared OLTP/warehouse; runs after all other tests")
     config.addinivalue_line(
         "markers", "slow: needs the local stack, network namespaces or a slow real tool; `make test-fast` skips it"

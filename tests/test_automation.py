@@ -140,7 +140,18 @@ def test_landing_keys_are_validated_and_grouped_per_table_and_day():
             "landing/nowhere.txt": "e4",
         }
     )
-    assert [(r.partition_key, r.tags["platform/landing_keys"]) for r in requests] == [
-        ("1998-08-05", "landing/orders/1998-08-05/a.parquet,landing/orders/1998-08-05/b.csv"),
-        ("1998-08-06", "landing/region/1998-08-06/c.parquet"),
-    ]
+    # the files reach the raw step as its typed config (RawConfig), not as a string in a tag
+    assert [(r.partition_key, r.run_config["ops"]) for r in requests] == [
+        ("1998-08-05", {"raw__orders": {"config": {"landed_files": ["landing/orders/1998-08-05/a.parquet",
+                                                                    "landing/orders/1998-08-05/b.csv"]}}}),
+        ("1998-08-06", {"raw__region": {"config": {"landed_files": ["landing/region/1998-08-06/c.parquet"]}}}),
+    ]  # fmt: skip
+    job = defs().resolve_job_def(INCREMENTAL_JOB)  # the config the sensor writes is one the job accepts
+    for r in requests:
+        dg.validate_run_config(job.get_subset(asset_selection=set(r.asset_selection)), r.run_config)
+    try:
+        dg.validate_run_config(job, {"ops": {"raw__orders": {"config": {"landed_file": ["x"]}}}})
+    except dg.DagsterInvalidConfigError as exc:
+        assert "landed_file" in str(exc)
+    else:
+        raise AssertionError("a misspelt config key was accepted")

@@ -113,8 +113,11 @@ def test_incremental_day_against_the_full_load() -> None:
     text = "\n".join(report.incremental_lines(summary))
     assert "5,000 OLTP rows changed (0.50% of the full load's 1,000,000)" in text
     assert "= 0.25x the full load's run (100.0 s" in text
-    assert "partitioned tables (sensor tick 1.0 s + incremental_changes run 14.0 s, 3 assets): 15.0 s (60%)" in text
-    assert "models + marts (automation, 1 run(s), 2 assets): 10.0 s (40%)" in text
+    assert (
+        "the change run: tables, models, marts (sensor tick 1.0 s + incremental_changes run 14.0 s, 3 assets): "
+        "15.0 s (60%)" in text
+    )
+    assert "then the automation (what it still found: 1 run(s), 2 assets): 10.0 s (40%)" in text
     assert "not part of the day: simulating it in the OLTP 12.5 s; the measuring process 45.0 s in all" in text
     assert report.incremental_lines(None) == [f"{'incr. day':10s} {report.NOT_MEASURED}"]
 

@@ -34,3 +34,20 @@ def test_every_table_has_audit_column_and_keys():
         assert sum("FOREIGN KEY" in c for c in constraints) == len(t.foreign_keys)
         for col in t.primary_key:
             t.column(col)  # raises if the key names an undeclared column
+
+
+def test_every_column_says_what_it_means_in_the_ui():
+    """The catalog's TPC-H meanings reach the column tables the UI shows (raw, curated, warehouse, models)."""
+    import dagster as dg
+
+    from platform_assets.catalog import MODELS, TABLES, column_meaning
+    from platform_assets.definitions import defs
+    from platform_assets.warehouse.models import MODEL_SQL
+
+    names = {c.name for t in TABLES for c in t.all_columns} | {n for m in MODELS for n, _ in MODEL_SQL[m.name].columns}
+    assert [n for n in sorted(names) if not column_meaning(n)] == []
+    specs = {s.key: s for s in defs().resolve_all_asset_specs()}
+    schema = specs[dg.AssetKey(["raw", "lineitem"])].metadata["dagster/column_schema"]
+    meanings = {c.name: c.description for c in schema.columns}
+    assert meanings["l_returnflag"] == "R: returned, A: accepted, N: not yet received." and all(meanings.values())
+    assert "| `l_returnflag` | string | R: returned" in specs[dg.AssetKey(["curated", "lineitem"])].description

@@ -1,5 +1,6 @@
 """The code location loads from workspace.yaml, and the graph has the shape the platform promises."""
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -57,3 +58,48 @@ def test_lineage_job_selects_every_materializable_asset():
     job = d.resolve_job_def(LINEAGE_JOB)
     materializable = {s.key for s in d.resolve_all_asset_specs() if s.key.path[0] != "oltp"}
     assert set(job.asset_layer.executable_asset_keys) == materializable
+
+
+def test_code_versions_follow_what_defines_each_asset():
+    """Derived from the catalog entry and the layer's logic: one per asset, the same in every process, and a
+    changed table definition changes the versions of its own assets only."""
+    from dataclasses import replace
+
+    from platform_assets.catalog import TABLES_BY_NAME
+    from platform_assets.raw.assets import raw_asset
+    from platform_assets.warehouse.assets import warehouse_table_asset
+
+    versions = {s.key.to_user_string(): s.code_version for s in defs().resolve_all_asset_specs()}
+    built = {k: v for k, v in versions.items() if k.split("/")[0] in ("raw", "curated", "warehouse", "marts")}
+    assert all(built.values()) and len(set(built.values())) == len(built)
+    code = (
+        "import json; from platform_assets.definitions import defs; "
+        "print(json.dumps({s.key.to_user_string(): s.code_version for s in defs().resolve_all_asset_specs()}))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO)
+    assert json.loads(out.stdout.splitlines()[-1]) == versions
+    orders = TABLES_BY_NAME["orders"]
+    narrower = replace(orders, columns=orders.columns[:-1])  # a column dropped from the catalog
+    for factory, layer in ((raw_asset, "raw"), (warehouse_table_asset, "warehouse")):
+        key = dg.AssetKey([layer, "orders"])
+        assert factory(narrower).specs_by_key[key].code_version != versions[f"{layer}/orders"]
+        assert factory(orders).specs_by_key[key].code_version == versions[f"{layer}/orders"]
+
+
+def test_what_the_deploy_files_restate_is_declared_once_by_the_app():
+    """workspace.yaml and vps_1's code server name the location the app declares; the secrets every node forwards
+    are exactly the credentials the resources read from the environment."""
+    import yaml
+
+    from platform_assets import CODE_LOCATION, CODE_MODULE
+    from resources.environments import RESOURCE_SECRETS, resource_defs
+
+    workspace = yaml.safe_load((REPO / "workspace.yaml").read_text())["load_from"]
+    assert workspace == [{"python_module": {"module_name": CODE_MODULE, "location_name": CODE_LOCATION}}]
+    read = {
+        value
+        for resource in resource_defs("prod").values()
+        for value in (getattr(resource, name, None) for name in type(resource).model_fields)
+        if isinstance(value, dg.EnvVar)
+    }
+    assert read == set(RESOURCE_SECRETS)

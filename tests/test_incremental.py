@@ -21,7 +21,7 @@ from platform_assets.automation.local_runs import Applied, evaluate_sensor, exec
 from platform_assets.automation.oltp_changes import SENSOR
 from platform_assets.catalog import MODELS, TABLES, TABLES_BY_NAME, arrow_schema
 from platform_assets.definitions import defs
-from platform_assets.jobs import INCREMENTAL_JOB, LINEAGE_JOB, range_tags
+from platform_assets.jobs import INCREMENTAL_JOB, LINEAGE_JOB, range_tags, table_keys
 from platform_assets.marts.assets import read_mart
 from platform_assets.marts.queries import TPCH
 from platform_assets.oltp.simulate import simulate
@@ -46,8 +46,7 @@ def tables_in(request: dg.RunRequest) -> set[dg.AssetKey]:
     return {k for k in request.asset_selection if k.path[0] != "marts" and k.path[-1] not in models}
 
 
-def chain(*tables: str) -> list[dg.AssetKey]:
-    return [dg.AssetKey([layer, t]) for t in tables for layer in ("raw", "curated", "warehouse")]
+chain = table_keys
 
 
 def run(platform, partition: str | None = None, keys=None, tags=None):

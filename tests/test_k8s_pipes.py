@@ -1,5 +1,6 @@
 """Batch Spark through Dagster Pipes: the pod spec offline, and the job's Pipes round trip through the object store."""
 
+import json
 import os
 import subprocess
 import sys
@@ -10,6 +11,7 @@ from dagster_k8s.pipes import build_pod_body
 from platform_assets.curated import batch_job
 from platform_assets.partitions import DAILY
 from resources.k8s_batch import K8sBatchResource
+from resources.spark import SparkResource
 from tests.conftest import REPO
 
 
@@ -55,18 +57,48 @@ def test_batch_job_reports_its_materialization_through_the_object_store(lineage,
     assert md["path"].value == object_store.s3_uri("curated/nation/change_date=1998-08-03/")
 
 
-def test_definitions_switch_to_k8s_pipes_with_the_same_asset_keys():
+class PodsAsSubprocesses(K8sBatchResource):
+    """vps_2's batch pods, stood in for by the same program as a subprocess under Pipes (no Kubernetes here): what
+    the curated asset hands over and what comes back are those of a pod."""
+
+    def run(self, context: dg.AssetExecutionContext, asset_name: str):
+        client = dg.PipesSubprocessClient(message_reader=self.message_reader())
+        return client.run(context=context, command=[sys.executable, "-m", batch_job.__name__, asset_name],
+                          cwd=str(REPO), env={"PLATFORM_ENV": "local"})  # fmt: skip
+
+
+def test_a_curated_run_configured_for_pods_hands_the_build_to_k8s_batch(lineage, seeded, resources, object_store):
+    """One asset definition in every environment; the run's config (or the environment's default) picks the pod."""
+    from platform_assets.definitions import defs
+
+    key = dg.AssetKey(["curated", "nation"])
+    asset = next(a for a in defs().assets if key in getattr(a, "keys", ()))
+    # a Spark server nobody listens on: the run fails if the asset uses the spark resource
+    nowhere = SparkResource(object_store=resources["object_store"], remote="sc://127.0.0.1:9", connect_retry_seconds=1)
+    pods = PodsAsSubprocesses(object_store=resources["object_store"])
+    result = dg.materialize(
+        [asset], partition_key="1998-08-03", resources={"spark": nowhere, "k8s_batch": pods},
+        run_config={"ops": {"curated__nation": {"config": {"runner": "k8s-pipes"}}}},
+    )  # fmt: skip
+    assert result.success
+    md = result.get_asset_materialization_events()[0].event_specific_data.materialization.metadata
+    assert md["dagster/row_count"].value == seeded["nation"]
+    assert md["path"].value == object_store.s3_uri("curated/nation/change_date=1998-08-03/")
+
+
+def test_the_environment_picks_the_default_runner_without_changing_the_graph():
     code = (
-        "from platform_assets.definitions import defs; d = defs(); "
+        "import json; from platform_assets.definitions import defs; d = defs(); "
         "a = [x for x in d.assets if any(k.path[0] == 'curated' for k in getattr(x, 'keys', ()))]; "
-        "print(sorted('/'.join(k.path) for x in a for k in x.keys)); "
-        "print(sorted({r for x in a for r in x.required_resource_keys}))"
+        "print(json.dumps([sorted('/'.join(k.path) for x in a for k in x.keys), "
+        "sorted({r for x in a for r in x.required_resource_keys}), d.resources['k8s_batch'].default_runner]))"
     )
     out = {}
     for runner in ("spark", "k8s-pipes"):
         proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=300,
                               env={**os.environ, "CURATED_RUNNER": runner})  # fmt: skip
         assert proc.returncode == 0, proc.stderr[-2000:]
-        out[runner] = proc.stdout.strip().splitlines()
-    assert out["spark"][0] == out["k8s-pipes"][0] and "curated/lineitem" in out["spark"][0]
-    assert "spark" in out["spark"][1] and "k8s_batch" in out["k8s-pipes"][1]
+        out[runner] = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert out["spark"][:2] == out["k8s-pipes"][:2] and "curated/lineitem" in out["spark"][0]
+    assert {"spark", "k8s_batch"} <= set(out["spark"][1])
+    assert (out["spark"][2], out["k8s-pipes"][2]) == ("spark", "k8s-pipes")

@@ -38,7 +38,7 @@ def test_a_local_session_builds_the_same_curated_layer_as_spark_connect(lineage,
                           local_dir=str(data_dir() / "spark-local"))  # fmt: skip
     result = dg.materialize(
         curated_assets,
-        resources={"spark": local},
+        resources={"spark": local, "k8s_batch": resources["k8s_batch"]},
         selection=dg.AssetSelection.assets(*[dg.AssetKey(["curated", n]) for n in names]),
         partition_key="1998-08-03",
     )

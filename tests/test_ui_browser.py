@@ -30,6 +30,7 @@ from playwright.sync_api import Page, sync_playwright
 from tests.conftest import PORT_BASE, REPO, TEST_DATA
 from tests.ui.dagster_ui import DagsterUI, copy_engine_folder, dagster_ui, free_port, log_tail
 
+README_PICTURE = REPO / "docs" / "ui-lineage.png"  # the README's first screen shows it
 SCREENSHOTS = REPO / ".data" / "test-artifacts" / "screenshots"  # kept after the run (the stack folder is not)
 WINDOW = (1600, 1000)
 PAGE_TIMEOUT_S = 45  # a page (GraphQL + render) on two busy cores
@@ -228,7 +229,9 @@ def test_materialize_warehouse_model_and_its_mart_from_the_ui(ui, page, seeded):
         if time.monotonic() > deadline:
             fail(page, f"the lineage of {DIM} still shows 'Loading…' after {PAGE_TIMEOUT_S} s")
         time.sleep(0.5)
-    shoot(page, "warehouse-dim_customer-lineage")
+    shot = shoot(page, "warehouse-dim_customer-lineage")
+    if os.environ.get("UPDATE_DOCS_SCREENSHOT") == "1":  # the README's picture, taken of the UI as it is now
+        shutil.copyfile(shot, README_PICTURE)
 
 
 def test_turn_a_sensor_on_from_the_ui_and_see_it_tick(ui, page, object_store):

@@ -35,7 +35,9 @@ if [ ! -f "$stamp" ]; then
   [ -x "$VENV/bin/python" ] || $PYTHON -m venv "$VENV"
   "$VENV/bin/python" -m pip install -q --disable-pip-version-check "uv==0.13.8"
   log "installing locked Python dependencies"
-  "$VENV/bin/uv" pip sync -q --python "$VENV/bin/python" requirements.lock
+  # bytecode compiled at install: where the environment sets PYTHONDONTWRITEBYTECODE (CI, containers) every run
+  # process would otherwise compile each module it imports again (a run's start: 4.4 s instead of 1.9 s)
+  "$VENV/bin/uv" pip sync -q --python "$VENV/bin/python" --compile-bytecode requirements.lock
   "$VENV/bin/uv" pip install -q --python "$VENV/bin/python" --no-deps -e .
   rm -f "$VENV"/.installed-*
   touch "$stamp"

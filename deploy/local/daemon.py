@@ -21,11 +21,11 @@ from typing import IO, Any
 import dagster as dg
 import requests
 
-from deploy.local.stack import LOCAL_INSTANCE_YAML
-from resources.settings import REPO_ROOT
+from platform_assets import CODE_LOCATION
+from resources.settings import LOCAL_INSTANCE_YAML, REPO_ROOT
 
 BIN = Path(sys.executable).parent
-LOCATION = "data_platform"  # workspace.yaml's location name
+LOCATION = CODE_LOCATION  # as workspace.yaml names it
 CHANGE_SENSOR = "oltp_changes"
 AUTOMATION_SENSOR = "automation"
 DONE = {dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED}

@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 from resources.environments import object_store_resource, oltp_resource
-from resources.settings import REPO_ROOT, data_dir, local_port, require_env
+from resources.settings import REPO_ROOT, data_dir, local_dagster_home, local_port, require_env
 
 PG_BIN = Path(os.environ.get("PG_BIN", "/usr/lib/postgresql/15/bin"))
 
@@ -279,38 +279,13 @@ def spark_connect_down() -> None:
     _log("Spark Connect stopped")
 
 
-# --- Dagster's local instance --------------------------------------------------------------------------
-def dagster_home() -> Path:
-    home = data_dir() / "dagster"
-    home.mkdir(parents=True, exist_ok=True)
-    yaml = home / "dagster.yaml"
-    if not yaml.exists():
-        yaml.write_text(LOCAL_INSTANCE_YAML)
-    return home
-
-
-# Runs take turns locally: a run process holds the in-process ClickHouse engine's folder while it runs.
-LOCAL_INSTANCE_YAML = """\
-telemetry:
-  enabled: false
-nux:
-  enabled: false
-run_coordinator:
-  module: dagster._core.run_coordinator
-  class: QueuedRunCoordinator
-  config:
-    max_concurrent_runs: 1
-    dequeue_interval_seconds: 1
-"""
-
-
 # --- commands --------------------------------------------------------------------------------------
 def up() -> None:
     data_dir().mkdir(parents=True, exist_ok=True)
     postgres_up()
     seaweedfs_up()
     spark_connect_up()
-    dagster_home()
+    local_dagster_home()
     _log(f"local stack up; state in {data_dir()}")
 
 
@@ -328,7 +303,7 @@ def status() -> int:
 
 def dev() -> None:
     """Open the Dagster UI on workspace.yaml, against the local instance that ``make demo`` wrote to."""
-    os.environ["DAGSTER_HOME"] = str(dagster_home())
+    os.environ["DAGSTER_HOME"] = str(local_dagster_home())
     port = str(local_port("dagster-webserver"))
     dagster = str(Path(sys.executable).parent / "dagster")
     _log(f"Dagster UI on http://127.0.0.1:{port}  (Ctrl-C to stop)")

@@ -12,11 +12,10 @@ from typing import Any
 import dagster as dg
 from dagster._utils.error import SerializableErrorInfo
 
+from platform_assets.partitions import RANGE_END_TAG, RANGE_START_TAG, span
 from resources.webhook import WebhookResource
 
 PARTITION_TAG = "dagster/partition"
-RANGE_START_TAG = "dagster/asset_partition_range_start"
-RANGE_END_TAG = "dagster/asset_partition_range_end"
 
 
 def _first_line(text: str | None) -> str:
@@ -29,7 +28,7 @@ def partition_of(tags: Mapping[str, str]) -> str | None:
     if tags.get(PARTITION_TAG):
         return tags[PARTITION_TAG]
     if tags.get(RANGE_START_TAG) and tags.get(RANGE_END_TAG):
-        return f"{tags[RANGE_START_TAG]}..{tags[RANGE_END_TAG]}"
+        return span((tags[RANGE_START_TAG], tags[RANGE_END_TAG]))
     return None
 
 

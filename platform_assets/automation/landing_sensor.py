@@ -11,9 +11,9 @@ from collections import defaultdict
 
 import dagster as dg
 
-from platform_assets.jobs import incremental_job, per_day_checks, with_downstream
+from platform_assets.jobs import incremental_job, per_day_checks, table_keys, with_downstream
 from platform_assets.paths import landing_prefix
-from platform_assets.raw.landing import LANDING_TAG, parse_landing_key
+from platform_assets.raw.landing import parse_landing_key
 from resources.object_store import ObjectStoreResource
 
 SENSOR = "landing_files"
@@ -40,7 +40,7 @@ def run_requests(new: dict[str, str], log=None, checks=None, downstream=None) ->
     requests = []
     for (table, day), keys in sorted(groups.items()):
         digest = hashlib.sha1(json.dumps({k: new[k] for k in keys}, sort_keys=True).encode()).hexdigest()[:12]
-        assets = [dg.AssetKey([layer, table]) for layer in ("raw", "curated", "warehouse")]
+        assets = table_keys(table)
         assets = downstream(assets) if downstream else assets
         requests.append(
             dg.RunRequest(
@@ -48,7 +48,8 @@ def run_requests(new: dict[str, str], log=None, checks=None, downstream=None) ->
                 partition_key=day,
                 asset_selection=assets,
                 asset_check_keys=checks(assets) if checks else None,
-                tags={LANDING_TAG: ",".join(keys), "platform/trigger": SENSOR},
+                run_config={"ops": {f"raw__{table}": {"config": {"landed_files": keys}}}},
+                tags={"platform/trigger": SENSOR},
             )
         )
     return requests

@@ -55,6 +55,7 @@ def execute_requests(defs: dg.Definitions, instance: dg.DagsterInstance, request
             run_job.execute_in_process(
                 instance=instance,
                 partition_key=request.partition_key,
+                run_config=request.run_config,
                 tags={**(request.tags or {}), "dagster/run_key": request.run_key or ""},
                 asset_selection=None if run_job is not job else list(request.asset_selection or []),
                 raise_on_error=False,

@@ -25,9 +25,9 @@ from datetime import date, timedelta
 import dagster as dg
 
 from platform_assets.catalog import TABLES
-from platform_assets.jobs import incremental_job, per_day_checks, range_tags, with_downstream
+from platform_assets.jobs import incremental_job, per_day_checks, range_tags, table_keys, with_downstream
 from platform_assets.oltp.capture import NOTHING_SEEN, SNAPSHOT_SQL, changes_by_day_sql, snapshot_xmin
-from platform_assets.partitions import DAILY
+from platform_assets.partitions import DAILY, span
 from resources.oltp_postgres import OltpPostgresResource
 
 SENSOR = "oltp_changes"
@@ -118,12 +118,11 @@ def run_requests(
     runs = spans(list(wanted))
     for first, last in runs:
         tables = sorted(set().union(*(v for d, v in wanted.items() if first <= d <= last)))
-        keys = [dg.AssetKey([layer, t]) for t in tables for layer in ("raw", "curated", "warehouse")]
+        keys = table_keys(*tables)
         if downstream and (first, last) == runs[-1]:
             keys = downstream(keys)
         tags = {"platform/trigger": SENSOR, "platform/tables": ",".join(tables)}
-        span = str(first) if first == last else f"{first}..{last}"
-        run_key = f"{SENSOR}:{span}:{snapshot_xmin(changes.since)}:{changes.latest_xid}"
+        run_key = f"{SENSOR}:{span((first, last))}:{snapshot_xmin(changes.since)}:{changes.latest_xid}"
         scope = {"partition_key": str(first)} if first == last else {"tags": {**tags, **range_tags(first, last)}}
         out.append(
             dg.RunRequest(

@@ -7,7 +7,7 @@ import dagster as dg
 
 from platform_assets.jobs import incremental_job
 from platform_assets.marts.assets import mart_freshness_checks
-from platform_assets.warehouse.assets import freshness_checks
+from platform_assets.warehouse.checks import freshness_checks
 
 
 @dg.schedule(

@@ -1,17 +1,20 @@
 """Curated layer (Spark on vps_2): typed tables with one row per primary key and change day.
 
-Spark runs where the ``spark`` resource points (a local session, or Spark Connect on vps_2). For long batch
-jobs, ``CURATED_RUNNER=k8s-pipes`` runs the same build as a Kubernetes pod through Dagster Pipes instead.
+Spark runs where the ``spark`` resource points (a local session, or Spark Connect on vps_2). For long batch jobs the
+same build runs as a Kubernetes pod on vps_2 through Dagster Pipes instead: per run (the launchpad's
+``runner: k8s-pipes``) or by default where the ``k8s_batch`` resource says so (``CURATED_RUNNER=k8s-pipes``). The
+asset graph is the same either way.
 """
 
-import os
+import inspect
 import time
+from typing import Literal
 
 import dagster as dg
 
 from platform_assets.catalog import DELETED_COLUMN, TABLES, Table
-from platform_assets.curated import transforms as tr
-from platform_assets.metadata import OWNERS, column_schema, describe, node_tags, timing
+from platform_assets.curated import transforms
+from platform_assets.metadata import OWNERS, code_version, column_schema, describe, node_tags, timing
 from platform_assets.partitions import DAILY, ON_NEW_PARENT, SINGLE_RUN, days_of
 from platform_assets.paths import curated_prefix
 from platform_assets.retries import TRANSIENT
@@ -41,7 +44,7 @@ def _spec(table: Table) -> dict:
         "kinds": KINDS,
         "owners": OWNERS,
         "tags": node_tags("vps_2"),
-        "code_version": "2",
+        "code_version": code_version(table, inspect.getsource(transforms)),
         "description": describe(
             f"`{table.name}` typed and deduplicated by Spark per change day: one row per primary key and day, the "
             f"latest `{table.cursor_column}` wins; deleted keys are kept as rows with `{DELETED_COLUMN} = 1` so the "
@@ -55,14 +58,26 @@ def _spec(table: Table) -> dict:
     }
 
 
+class CuratedConfig(dg.Config):
+    """``runner``: where this run builds the table — ``spark`` (the spark resource), ``k8s-pipes`` (a batch pod on
+    vps_2), or the environment's choice (``k8s_batch.default_runner``)."""
+
+    runner: Literal["default", "spark", "k8s-pipes"] = "default"
+
+
 def curated_asset(table: Table) -> dg.AssetsDefinition:
     @dg.asset(**_spec(table))
-    def _curated(context: dg.AssetExecutionContext, spark: SparkResource) -> dg.MaterializeResult:
+    def _curated(
+        context: dg.AssetExecutionContext, config: CuratedConfig, spark: SparkResource, k8s_batch: K8sBatchResource
+    ) -> dg.MaterializeResult:
+        runner = k8s_batch.default_runner if config.runner == "default" else config.runner
+        if runner == "k8s-pipes":  # the pod reports its materialization back through the object store
+            return k8s_batch.run(context, table.name).get_materialize_result()
         started = time.perf_counter()
         store = spark.object_store
         days = days_of(context)
         with spark.unavailable_if_lost():
-            built = tr.build_days(spark.session, store, table, days)
+            built = transforms.build_days(spark.session, store, table, days)
         prefixes = [curated_prefix(table.name, d) for d, has_rows in built.items() if has_rows]
         fields = [(c.name, c.type) for c in table.all_columns] + [(DELETED_COLUMN, "int8")]
         context.log.info(f"curated/{table.name}: {len(prefixes)} of {len(days)} day(s) had changes")
@@ -73,19 +88,6 @@ def curated_asset(table: Table) -> dg.AssetsDefinition:
     return _curated
 
 
-def curated_asset_on_k8s(table: Table) -> dg.AssetsDefinition:
-    """The same build in a pod on vps_2 (dagster-k8s Pipes); the pod reports its materialization back."""
-
-    @dg.asset(**_spec(table))
-    def _curated(context: dg.AssetExecutionContext, k8s_batch: K8sBatchResource):
-        return k8s_batch.run(context, table.name).get_materialize_result()
-
-    return _curated
-
-
-RUNNER = os.environ.get("CURATED_RUNNER", "spark")
-if RUNNER not in ("spark", "k8s-pipes"):
-    raise ValueError(f"CURATED_RUNNER={RUNNER!r}: expected 'spark' or 'k8s-pipes'")
-curated_assets = [(curated_asset_on_k8s if RUNNER == "k8s-pipes" else curated_asset)(s) for s in TABLES]
+curated_assets = [curated_asset(t) for t in TABLES]
 
 defs = dg.Definitions(assets=curated_assets)

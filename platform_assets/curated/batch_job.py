@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import sys
 import time
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from dagster_pipes import PipesS3MessageWriter, open_dagster_pipes
 
-from platform_assets.curated import transforms as tr
+from platform_assets.curated import transforms
 from platform_assets.metadata import timing
+from platform_assets.partitions import days_between
 from platform_assets.paths import curated_prefix
 from resources.environments import object_store_resource, spark_resource
 from resources.settings import platform_env
@@ -32,9 +33,8 @@ def main(name: str) -> None:
         started = time.perf_counter()
         pipes.log.info(f"building curated/{name} with Spark {spark.session.version}")
         window = pipes.partition_time_window  # the run's change days
-        start, end = datetime.fromisoformat(window["start"]), datetime.fromisoformat(window["end"])
-        days = [(start + timedelta(days=i)).date() for i in range((end - start).days)]
-        tr.build(spark.session, store, name, days)
+        days = days_between(datetime.fromisoformat(window["start"]), datetime.fromisoformat(window["end"]))
+        transforms.build(spark.session, store, name, days)
         prefixes = [curated_prefix(name, d) for d in days]
         seconds = time.perf_counter() - started
         pipes.report_asset_materialization(

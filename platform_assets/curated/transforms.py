@@ -9,7 +9,7 @@ from types import SimpleNamespace
 from pyspark.sql import DataFrame, SparkSession
 
 from platform_assets.catalog import DELETED_COLUMN, TABLES_BY_NAME, Table, spark_type
-from platform_assets.paths import LANDED, ROWS, TOMBSTONES, curated_prefix, raw_prefix
+from platform_assets.paths import DELETE_FILES, LANDED_FILES, ROW_FILES, curated_prefix, raw_prefix
 
 CHANGE_DATE = "change_date"  # the Hive partition column of curated tables (directory name, not stored in files)
 
@@ -62,8 +62,8 @@ def changes_of_day(spark: SparkSession, store, table: Table, day: date) -> DataF
     """The raw objects of one day as one frame: rows (extracted and landed) with ``is_deleted = 0`` and
     tombstones (key + ``updated_at``, other columns null) with ``is_deleted = 1``; None for an empty day."""
     names = {k: k.rsplit("/", 1)[-1] for k, _ in store.list_keys(raw_prefix(table.name, day)) if k.endswith(".parquet")}
-    rows = [store.s3a_uri(k) for k, n in names.items() if n.startswith((ROWS, LANDED))]
-    tombs = [store.s3a_uri(k) for k, n in names.items() if n.startswith(TOMBSTONES)]
+    rows = [store.s3a_uri(k) for k, n in names.items() if n.startswith((ROW_FILES, LANDED_FILES))]
+    tombs = [store.s3a_uri(k) for k, n in names.items() if n.startswith(DELETE_FILES)]
     frames = []  # (frame, is_deleted)
     if rows:
         frames.append((typed(read_parquet(spark, rows), table), 0))

@@ -4,10 +4,10 @@ import time
 
 import dagster as dg
 
-from platform_assets.marts.queries import MARTS, SETTINGS, Mart
+from platform_assets.marts.queries import MART_SETTINGS, MARTS, Mart
 from platform_assets.metadata import OWNERS, column_schema, describe, markdown_preview, node_tags, timing, version_of
 from platform_assets.partitions import ON_ANY_INPUT_UPDATE
-from platform_assets.warehouse.lag import FRESHNESS, lag_metadata, newest_change
+from platform_assets.warehouse.lag import lag_metadata, newest_change
 from resources.clickhouse import ClickHouseResource
 
 DATABASE = "marts"
@@ -27,7 +27,7 @@ def build_mart(clickhouse: ClickHouseResource, mart: Mart) -> None:
     clickhouse.command(f"CREATE DATABASE IF NOT EXISTS {DATABASE}")
     clickhouse.command(
         f"CREATE OR REPLACE TABLE {DATABASE}.{mart.name} ENGINE = MergeTree ORDER BY tuple() "
-        f"AS {mart.sql} SETTINGS {SETTINGS}"
+        f"AS {mart.sql} SETTINGS {MART_SETTINGS}"
     )
 
 
@@ -46,7 +46,6 @@ def mart_asset(mart: Mart) -> dg.AssetsDefinition:
         ),
         metadata={"dagster/table_name": f"{DATABASE}.{mart.name}"},
         automation_condition=ON_ANY_INPUT_UPDATE,
-        freshness_policy=FRESHNESS,
     )
     def _mart(clickhouse: ClickHouseResource) -> dg.MaterializeResult:
         started = time.perf_counter()

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-W = "warehouse"
+WAREHOUSE = "warehouse"
 
 
 @dataclass(frozen=True)
@@ -36,7 +36,7 @@ SELECT l_returnflag, l_linestatus,
        avg(toFloat64(l_extendedprice)) AS avg_price,
        avg(toFloat64(l_discount)) AS avg_disc,
        count() AS count_order
-FROM {W}.lineitem
+FROM {WAREHOUSE}.lineitem
 WHERE l_shipdate <= toDate32('1998-12-01') - INTERVAL 90 DAY
 GROUP BY l_returnflag, l_linestatus""",
         ("lineitem",),
@@ -48,9 +48,9 @@ GROUP BY l_returnflag, l_linestatus""",
         "Q3 shipping priority",
         f"""
 SELECT l_orderkey, sum(l_extendedprice * (1 - l_discount)) AS revenue, o_orderdate, o_shippriority
-FROM {W}.customer AS c
-JOIN {W}.orders AS o ON c.c_custkey = o.o_custkey
-JOIN {W}.lineitem AS l ON l.l_orderkey = o.o_orderkey
+FROM {WAREHOUSE}.customer AS c
+JOIN {WAREHOUSE}.orders AS o ON c.c_custkey = o.o_custkey
+JOIN {WAREHOUSE}.lineitem AS l ON l.l_orderkey = o.o_orderkey
 WHERE c_mktsegment = 'BUILDING' AND o_orderdate < toDate32('1995-03-15') AND l_shipdate > toDate32('1995-03-15')
 GROUP BY l_orderkey, o_orderdate, o_shippriority
 ORDER BY revenue DESC, o_orderdate
@@ -64,12 +64,12 @@ LIMIT 10""",
         "Q5 local supplier volume",
         f"""
 SELECT n_name, sum(l_extendedprice * (1 - l_discount)) AS revenue
-FROM {W}.customer AS c
-JOIN {W}.orders AS o ON c.c_custkey = o.o_custkey
-JOIN {W}.lineitem AS l ON l.l_orderkey = o.o_orderkey
-JOIN {W}.supplier AS s ON l.l_suppkey = s.s_suppkey AND c.c_nationkey = s.s_nationkey
-JOIN {W}.nation AS n ON s.s_nationkey = n.n_nationkey
-JOIN {W}.region AS r ON n.n_regionkey = r.r_regionkey
+FROM {WAREHOUSE}.customer AS c
+JOIN {WAREHOUSE}.orders AS o ON c.c_custkey = o.o_custkey
+JOIN {WAREHOUSE}.lineitem AS l ON l.l_orderkey = o.o_orderkey
+JOIN {WAREHOUSE}.supplier AS s ON l.l_suppkey = s.s_suppkey AND c.c_nationkey = s.s_nationkey
+JOIN {WAREHOUSE}.nation AS n ON s.s_nationkey = n.n_nationkey
+JOIN {WAREHOUSE}.region AS r ON n.n_regionkey = r.r_regionkey
 WHERE r_name = 'ASIA' AND o_orderdate >= toDate32('1994-01-01') AND o_orderdate < toDate32('1995-01-01')
 GROUP BY n_name""",
         ("customer", "orders", "lineitem", "supplier", "nation", "region"),
@@ -81,7 +81,7 @@ GROUP BY n_name""",
         "Q6 forecasting revenue change",
         f"""
 SELECT sum(l_extendedprice * l_discount) AS revenue
-FROM {W}.lineitem
+FROM {WAREHOUSE}.lineitem
 WHERE l_shipdate >= toDate32('1994-01-01') AND l_shipdate < toDate32('1995-01-01')
   AND l_discount BETWEEN toDecimal64('0.05', 2) AND toDecimal64('0.07', 2) AND l_quantity < 24""",
         ("lineitem",),
@@ -94,10 +94,10 @@ WHERE l_shipdate >= toDate32('1994-01-01') AND l_shipdate < toDate32('1995-01-01
         f"""
 SELECT c_custkey, c_name, sum(l_extendedprice * (1 - l_discount)) AS revenue, c_acctbal, n_name,
        c_address, c_phone, c_comment
-FROM {W}.customer AS c
-JOIN {W}.orders AS o ON c.c_custkey = o.o_custkey
-JOIN {W}.lineitem AS l ON l.l_orderkey = o.o_orderkey
-JOIN {W}.nation AS n ON c.c_nationkey = n.n_nationkey
+FROM {WAREHOUSE}.customer AS c
+JOIN {WAREHOUSE}.orders AS o ON c.c_custkey = o.o_custkey
+JOIN {WAREHOUSE}.lineitem AS l ON l.l_orderkey = o.o_orderkey
+JOIN {WAREHOUSE}.nation AS n ON c.c_nationkey = n.n_nationkey
 WHERE o_orderdate >= toDate32('1993-10-01') AND o_orderdate < toDate32('1994-01-01') AND l_returnflag = 'R'
 GROUP BY c_custkey, c_name, c_acctbal, c_phone, n_name, c_address, c_comment
 ORDER BY revenue DESC
@@ -113,8 +113,8 @@ LIMIT 20""",
 SELECT l_shipmode,
        countIf(o_orderpriority IN ('1-URGENT', '2-HIGH')) AS high_line_count,
        countIf(o_orderpriority NOT IN ('1-URGENT', '2-HIGH')) AS low_line_count
-FROM {W}.orders AS o
-JOIN {W}.lineitem AS l ON o.o_orderkey = l.l_orderkey
+FROM {WAREHOUSE}.orders AS o
+JOIN {WAREHOUSE}.lineitem AS l ON o.o_orderkey = l.l_orderkey
 WHERE l_shipmode IN ('MAIL', 'SHIP') AND l_commitdate < l_receiptdate AND l_shipdate < l_commitdate
   AND l_receiptdate >= toDate32('1994-01-01') AND l_receiptdate < toDate32('1995-01-01')
 GROUP BY l_shipmode""",
@@ -128,8 +128,8 @@ GROUP BY l_shipmode""",
         f"""
 SELECT 100.0 * toFloat64(sumIf(l_extendedprice * (1 - l_discount), p_type LIKE 'PROMO%'))
        / toFloat64(sum(l_extendedprice * (1 - l_discount))) AS promo_revenue
-FROM {W}.lineitem AS l
-JOIN {W}.part AS p ON l.l_partkey = p.p_partkey
+FROM {WAREHOUSE}.lineitem AS l
+JOIN {WAREHOUSE}.part AS p ON l.l_partkey = p.p_partkey
 WHERE l_shipdate >= toDate32('1995-09-01') AND l_shipdate < toDate32('1995-10-01')""",
         ("lineitem", "part"),
         "promo_revenue",
@@ -140,10 +140,10 @@ WHERE l_shipdate >= toDate32('1995-09-01') AND l_shipdate < toDate32('1995-10-01
         "Q18 large volume customer",
         f"""
 SELECT c_name, c_custkey, o_orderkey, o_orderdate, o_totalprice, sum(l_quantity) AS sum_quantity
-FROM {W}.customer AS c
-JOIN {W}.orders AS o ON c.c_custkey = o.o_custkey
-JOIN {W}.lineitem AS l ON o.o_orderkey = l.l_orderkey
-WHERE o_orderkey IN (SELECT l_orderkey FROM {W}.lineitem GROUP BY l_orderkey HAVING sum(l_quantity) > 300)
+FROM {WAREHOUSE}.customer AS c
+JOIN {WAREHOUSE}.orders AS o ON c.c_custkey = o.o_custkey
+JOIN {WAREHOUSE}.lineitem AS l ON o.o_orderkey = l.l_orderkey
+WHERE o_orderkey IN (SELECT l_orderkey FROM {WAREHOUSE}.lineitem GROUP BY l_orderkey HAVING sum(l_quantity) > 300)
 GROUP BY c_name, c_custkey, o_orderkey, o_orderdate, o_totalprice
 ORDER BY o_totalprice DESC, o_orderdate
 LIMIT 100""",
@@ -157,7 +157,7 @@ CUSTOMER_FEATURES = Mart(
     "customer_features",
     "Customer features: orders, revenue, first/last order, recency",
     f"""
-WITH (SELECT max(o_orderdate) FROM {W}.fct_lineitem) AS as_of
+WITH (SELECT max(o_orderdate) FROM {WAREHOUSE}.fct_lineitem) AS as_of
 SELECT c.c_custkey AS c_custkey, c.c_name AS c_name, c.c_mktsegment AS c_mktsegment,
        c.n_name AS nation, c.r_name AS region,
        toUInt64(coalesce(f.order_count, 0)) AS order_count,
@@ -166,11 +166,11 @@ SELECT c.c_custkey AS c_custkey, c.c_name AS c_name, c.c_mktsegment AS c_mktsegm
        f.last_order_date AS last_order_date,
        if(f.last_order_date IS NULL, NULL, dateDiff('day', f.last_order_date, as_of)) AS days_since_last_order,
        as_of AS as_of_date
-FROM {W}.dim_customer AS c
+FROM {WAREHOUSE}.dim_customer AS c
 LEFT JOIN (
     SELECT o_custkey, uniqExact(l_orderkey) AS order_count, sum(l_net_revenue) AS revenue,
            min(o_orderdate) AS first_order_date, max(o_orderdate) AS last_order_date
-    FROM {W}.fct_lineitem
+    FROM {WAREHOUSE}.fct_lineitem
     GROUP BY o_custkey
 ) AS f ON f.o_custkey = c.c_custkey""",
     ("dim_customer", "fct_lineitem"),
@@ -180,4 +180,4 @@ LEFT JOIN (
 MARTS: tuple[Mart, ...] = (*TPCH, CUSTOMER_FEATURES)
 # `global`: a JOIN/IN over two Distributed tables ships the right side to every shard once (correct for any
 # sharding keys; the default `deny` rejects such queries on a cluster).
-SETTINGS = "final = 1, join_use_nulls = 1, distributed_product_mode = 'global'"
+MART_SETTINGS = "final = 1, join_use_nulls = 1, distributed_product_mode = 'global'"

@@ -5,18 +5,26 @@ import time
 import dagster as dg
 
 from platform_assets.catalog import AUDIT_COLUMN, TABLES, Table
-from platform_assets.metadata import OWNERS, catalog_columns, column_schema, describe, node_tags, timing
-from platform_assets.partitions import DAILY, SINGLE_RUN, day_bounds, days_of
-from platform_assets.paths import ROWS, raw_prefix
-from platform_assets.raw.extract import SchemaMismatchError, extract_days, schema_drift
-from platform_assets.raw.landing import LANDING_TAG, LandedFile, ingest, parse_landing_key
+from platform_assets.metadata import OWNERS, catalog_columns, code_version, column_schema, describe, node_tags, timing
+from platform_assets.oltp.seed import SEED_TIMESTAMP
+from platform_assets.partitions import DAILY, SINGLE_RUN, day_bounds, days_of, span
+from platform_assets.paths import ROW_FILES, raw_prefix
+from platform_assets.raw.extract import SchemaMismatchError, extract_days, rows_sql, schema_drift, tombstones_sql
+from platform_assets.raw.landing import LandedFile, ingest, parse_landing_key
 from platform_assets.retries import TRANSIENT, permanent
 from resources.object_store import ObjectStoreResource
 from resources.oltp_postgres import OltpPostgresResource
 from resources.settings import data_dir
 
+FIRST_DAY = SEED_TIMESTAMP.date()  # any fixed day: the SQL's shape is what versions the asset
 SCHEMA_CHECK = "schema_matches_catalog"
 COUNT_CHECK = "row_count_matches_oltp"
+
+
+class RawConfig(dg.Config):
+    """``landed_files``: keys under ``landing/`` to ingest instead of reading the OLTP (the landing sensor's runs)."""
+
+    landed_files: list[str] = []
 
 
 def raw_asset(table: Table) -> dg.AssetsDefinition:
@@ -32,7 +40,7 @@ def raw_asset(table: Table) -> dg.AssetsDefinition:
         kinds={"postgres", "s3", "parquet"},
         owners=OWNERS,
         tags=node_tags("vps_1"),
-        code_version="2",
+        code_version=code_version(table, rows_sql(table, FIRST_DAY), tombstones_sql(table, FIRST_DAY)),
         description=describe(
             f"Daily changes of `{table.name}`: the rows whose `{table.cursor_column}` falls on the partition's day "
             f"(`raw/{table.name}/<day>/part-*`) and the keys deleted that day (`deleted-*`), as Parquet (zstd), "
@@ -50,13 +58,17 @@ def raw_asset(table: Table) -> dg.AssetsDefinition:
             dg.AssetCheckSpec(COUNT_CHECK, asset=key, description="Rows extracted per day equal the OLTP's rows."),
         ],
     )
-    def _raw(context: dg.AssetExecutionContext, oltp: OltpPostgresResource, object_store: ObjectStoreResource):
+    def _raw(
+        context: dg.AssetExecutionContext,
+        config: RawConfig,
+        oltp: OltpPostgresResource,
+        object_store: ObjectStoreResource,
+    ):
         days = days_of(context)
-        span = f"{days[0]}..{days[-1]}" if len(days) > 1 else str(days[0])
-        landing = context.run.tags.get(LANDING_TAG)
+        run_days = span(days)
         try:
-            if landing:  # a run for files dropped under landing/: ingest them instead of reading the OLTP
-                yield from _ingest_landed(context, object_store, [parse_landing_key(k) for k in landing.split(",")])
+            if config.landed_files:  # a run for files dropped under landing/: ingest them instead of the OLTP
+                yield from _ingest_landed(context, object_store, [parse_landing_key(k) for k in config.landed_files])
                 return
             drift = schema_drift(oltp, table)
             if drift:
@@ -66,13 +78,13 @@ def raw_asset(table: Table) -> dg.AssetsDefinition:
             yield dg.AssetCheckResult(
                 check_name=SCHEMA_CHECK, passed=False, severity=dg.AssetCheckSeverity.ERROR, description=str(exc)
             )
-            raise permanent(f"raw/{table.name} partition {span}: {exc}") from None
+            raise permanent(f"raw/{table.name} partition {run_days}: {exc}") from None
         try:
             result = extract_days(oltp, object_store, table, days, data_dir() / "duckdb_extensions")
         except SchemaMismatchError as exc:  # a value the catalog does not allow (a null, a retyped column)
             raise permanent(f"raw/{table.name}: {exc}") from None
         context.log.info(
-            f"{table.name} {span}: {result.rows} rows, {result.deleted} deletes "
+            f"{table.name} {run_days}: {result.rows} rows, {result.deleted} deletes "
             f"in {len(result.files)} file(s), {result.seconds:.2f} s"
         )
         with oltp.connect() as conn:
@@ -80,7 +92,7 @@ def raw_asset(table: Table) -> dg.AssetsDefinition:
             source = conn.execute(
                 f"SELECT count(*) FROM {table.name} WHERE {AUDIT_COLUMN} >= %s AND {AUDIT_COLUMN} < %s", (lo, hi)
             ).fetchone()[0]
-        extracted = sum(object_store.parquet_rows(raw_prefix(table.name, d), ROWS) for d in days)
+        extracted = sum(object_store.parquet_rows(raw_prefix(table.name, d), ROW_FILES) for d in days)
         yield dg.MaterializeResult(
             metadata={
                 **timing(result.rows, result.bytes, result.seconds),
@@ -98,7 +110,7 @@ def raw_asset(table: Table) -> dg.AssetsDefinition:
                     severity=dg.AssetCheckSeverity.ERROR,
                     description=None
                     if source == extracted
-                    else f"{table.name} {span}: OLTP has {source} changed rows, raw has {extracted}",
+                    else f"{table.name} {run_days}: OLTP has {source} changed rows, raw has {extracted}",
                     metadata={"oltp_rows": source, "raw_rows": extracted},
                 ),
             ],

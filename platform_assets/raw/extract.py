@@ -38,9 +38,8 @@ import pyarrow.parquet as pq
 from platform_assets.catalog import AUDIT_COLUMN, Table, arrow_schema, pg_type
 from platform_assets.oltp.capture import CHANGE_XID, TOMBSTONE_TABLE
 from platform_assets.oltp.seed import duckdb_with_extensions
-from platform_assets.partitions import day_bounds
-from platform_assets.paths import ROWS, raw_prefix
-from platform_assets.paths import TOMBSTONES as TOMBSTONE_FILES
+from platform_assets.partitions import day_bounds, span
+from platform_assets.paths import DELETE_FILES, ROW_FILES, raw_prefix
 from resources.object_store import ObjectStoreResource
 from resources.oltp_postgres import OltpPostgresResource
 
@@ -321,8 +320,7 @@ def extract_days(
     landing ingestion that wrote them. ``scan`` forces how the rows are read (default: ``scan_for`` each day).
     """
     started = time.perf_counter()
-    span = f"{days[0]}..{days[-1]}" if len(days) > 1 else str(days[0])
-    check_source_columns(oltp, table, span)
+    check_source_columns(oltp, table, span(days))
     expected, tombs = arrow_schema(table), tombstone_schema(table)
     fs = store.arrow_fs()
     if fs.get_file_info(store.bucket).type == pafs.FileType.NotFound:
@@ -346,9 +344,9 @@ def extract_days(
             else:
                 changed = postgres_query_sql(rows_sql(table, day), attached)
             writers = [
-                (_Writer(store, fs, prefix, ROWS, expected, tag), changed),
+                (_Writer(store, fs, prefix, ROW_FILES, expected, tag), changed),
                 (
-                    _Writer(store, fs, prefix, TOMBSTONE_FILES, tombs, tag),
+                    _Writer(store, fs, prefix, DELETE_FILES, tombs, tag),
                     postgres_query_sql(tombstones_sql(table, day), attached),
                 ),
             ]
@@ -364,7 +362,7 @@ def extract_days(
             result.files.extend(new)
             # the new objects are complete: drop what an earlier run of this day left behind
             sizes = _stored(fs, store.bucket, prefix)
-            stale = [k for k in sizes if k.rsplit("/", 1)[-1].startswith((ROWS, TOMBSTONE_FILES)) and k not in new]
+            stale = [k for k in sizes if k.rsplit("/", 1)[-1].startswith((ROW_FILES, DELETE_FILES)) and k not in new]
             if stale:
                 store.delete_keys(stale)
             result.bytes += sum(sizes.get(k, 0) for k in new)

@@ -19,14 +19,13 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from platform_assets.catalog import AUDIT_COLUMN, TABLES_BY_NAME, Table, arrow_schema
-from platform_assets.paths import LANDED, LANDING, raw_prefix
+from platform_assets.paths import LANDED_FILES, LANDING, raw_prefix
 from platform_assets.raw.extract import SchemaMismatchError, conform_batch
 from resources.object_store import ObjectStoreResource
 
 LANDING_KEY = re.compile(
     LANDING + r"(?P<table>[a-z_][a-z0-9_]*)/(?P<day>\d{4}-\d{2}-\d{2})/[^/]+\.(?P<fmt>parquet|csv)$"
 )
-LANDING_TAG = "platform/landing_keys"
 
 
 @dataclass(frozen=True)
@@ -52,7 +51,8 @@ def parse_landing_key(key: str) -> LandedFile:
 
 
 def landed_key(file: LandedFile) -> str:
-    return f"{raw_prefix(file.table.name, file.day)}{LANDED}{hashlib.sha1(file.key.encode()).hexdigest()[:12]}.parquet"
+    digest = hashlib.sha1(file.key.encode()).hexdigest()[:12]
+    return f"{raw_prefix(file.table.name, file.day)}{LANDED_FILES}{digest}.parquet"
 
 
 def _read(store: ObjectStoreResource, file: LandedFile, schema: pa.Schema) -> pa.Table:

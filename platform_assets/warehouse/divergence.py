@@ -17,7 +17,7 @@ from platform_assets.automation.oltp_changes import SENSOR, seen
 from platform_assets.catalog import TABLES, TABLES_BY_NAME, Table, pg_type
 from platform_assets.jobs import INCREMENTAL_JOB
 from platform_assets.oltp.capture import TOMBSTONE_TABLE, snapshot_xmin, unseen_sql
-from platform_assets.paths import LANDED, raw_prefix
+from platform_assets.paths import LANDED_FILES, raw_prefix
 from platform_assets.warehouse.table_diff import MATCHES_OLTP, TableDiff, diff_table
 from resources.clickhouse import ClickHouseResource
 from resources.object_store import ObjectStoreResource
@@ -84,7 +84,7 @@ def unseen_keys(oltp: OltpPostgresResource, table: Table, keys: list[tuple], sna
 
 def landed_keys(store: ObjectStoreResource, ch: ClickHouseResource, table: Table) -> set[tuple]:
     """Keys the warehouse took from landed files (``raw/<t>/<day>/landed-*``): not the OLTP's to reconcile."""
-    files = [k for k, _ in store.list_keys(raw_prefix(table.name)) if k.rsplit("/", 1)[-1].startswith(LANDED)]
+    files = [k for k, _ in store.list_keys(raw_prefix(table.name)) if k.rsplit("/", 1)[-1].startswith(LANDED_FILES)]
     if not files:
         return set()
     source = store.clickhouse_s3("{" + ",".join(files) + "}")

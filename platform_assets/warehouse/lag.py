@@ -17,7 +17,7 @@ from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 
-from platform_assets.warehouse import reconcile as rc
+from platform_assets.warehouse import reconcile
 from platform_assets.warehouse.load import DATABASE
 from resources.clickhouse import ClickHouseResource
 
@@ -31,7 +31,8 @@ NEWEST = "newest_change"
 
 def newest_change(clickhouse: ClickHouseResource, tables: list[str]) -> datetime | None:
     """The newest change any of ``tables`` holds (deletes included)."""
-    stamps = [rc.warehouse_latest_change(clickhouse, name) for name in tables if clickhouse.columns(DATABASE, name)]
+    held = [name for name in tables if clickhouse.columns(DATABASE, name)]
+    stamps = [reconcile.warehouse_latest_change(clickhouse, name) for name in held]
     return max((s for s in stamps if s is not None), default=None)
 
 

@@ -16,12 +16,13 @@ from dataclasses import dataclass
 from datetime import date
 
 from platform_assets.catalog import AUDIT_COLUMN, DELETED_COLUMN, Model, Table, clickhouse_type
+from platform_assets.partitions import span
 from platform_assets.paths import curated_prefix
 from resources.clickhouse import ClickHouseResource
 from resources.object_store import ObjectStoreResource
 
 DATABASE = "warehouse"
-INFER = (
+PARQUET_READ = (
     "schema_inference_make_columns_nullable = 0, input_format_parquet_allow_missing_columns = 0, "
     "use_hive_partitioning = 0"
 )
@@ -85,7 +86,7 @@ def check_schema(spec: Table, actual: list[tuple[str, str]], where: str = "") ->
 
 def source_columns(ch: ClickHouseResource, spec: Table, src: str) -> list[tuple[str, str]]:
     try:
-        rows = ch.rows(f"DESCRIBE TABLE {src} SETTINGS {INFER}")
+        rows = ch.rows(f"DESCRIBE TABLE {src} SETTINGS {PARQUET_READ}")
     except Exception as exc:
         raise WarehouseSchemaError(f"table {spec.name}: cannot read {curated_prefix(spec.name)}: {exc}") from None
     return [(r[0], r[1]) for r in rows]
@@ -96,7 +97,7 @@ def ensure_table(ch: ClickHouseResource, table: Table) -> str:
 
     Returns the table to insert into (the Distributed table with a cluster).
     """
-    cluster, oc = ch.cluster, ch.on_cluster()
+    cluster, on_cluster = ch.cluster, ch.on_cluster()
     local = local_name(table, cluster)
     expected = table_columns(table)
     existing = ch.columns(DATABASE, local)
@@ -108,17 +109,18 @@ def ensure_table(ch: ClickHouseResource, table: Table) -> str:
                 f"table {DATABASE}.{local}: columns differ from the catalog ({', '.join(diff)}); "
                 "drop it and backfill to rebuild"
             )
-        for sql in add_column_sql(f"{DATABASE}.{local}", added, oc):  # rows loaded before get the type's default
+        # rows loaded before get the type's default
+        for sql in add_column_sql(f"{DATABASE}.{local}", added, on_cluster):
             ch.command(sql)
-    ch.command(f"CREATE DATABASE IF NOT EXISTS {DATABASE}{oc}")
+    ch.command(f"CREATE DATABASE IF NOT EXISTS {DATABASE}{on_cluster}")
     if not existing:
         ch.command(
-            create_sql(f"{DATABASE}.{local}", expected, engine(table), oc).replace(
+            create_sql(f"{DATABASE}.{local}", expected, engine(table), on_cluster).replace(
                 "CREATE TABLE", "CREATE TABLE IF NOT EXISTS", 1
             )
         )
     if cluster:
-        ch.command(distributed_sql(table, cluster, local, table.name, oc))
+        ch.command(distributed_sql(table, cluster, local, table.name, on_cluster))
     return f"{DATABASE}.{table.name}"
 
 
@@ -161,27 +163,29 @@ def null_keys(ch: ClickHouseResource, src: str, table: Table) -> dict[str, int]:
     return {k: int(n) for k, n in zip(table.primary_key, row, strict=True) if n}
 
 
-def load_days(ch: ClickHouseResource, store: ObjectStoreResource, table: Table, days: list[date]) -> LoadResult:
-    """Upsert the curated changes of ``days`` into the table: one ``INSERT … SELECT FROM s3()`` for all of them.
+def load_days(
+    ch: ClickHouseResource,
+    store: ObjectStoreResource,
+    table: Table,
+    days: list[date],
+    source: tuple[str | None, list[date]] | None = None,
+) -> LoadResult:
+    """Upsert the curated changes of ``days`` into the table: one ``INSERT … SELECT FROM s3()`` for all of them
+    (``source``: :func:`days_source` of those days, when the caller has it already).
 
     Every row carries its version (``updated_at``) and delete marker, so inserting a day again adds nothing a query
     can see: ``FINAL`` (and background merges) keep one row per key, the latest, and drop deleted keys.
     """
     started = time.perf_counter()
     target = ensure_table(ch, table)
-    present = [
-        d for d in days if any(k.endswith(".parquet") for k, _ in store.list_keys(curated_prefix(table.name, d)))
-    ]
+    src, present = source or days_source(store, table, days)
     rows = 0
-    if present:
-        glob = curated_prefix(table.name) + "change_date={" + ",".join(str(d) for d in present) + "}/*.parquet"
-        src = store.clickhouse_s3(glob)
-        where = f", partition {present[0]}..{present[-1]}"
-        check_schema(table, source_columns(ch, table, src), where)
+    if src:
+        check_schema(table, source_columns(ch, table, src), f", partition {span(present)}")
         cols = ", ".join(f"`{n}`" for n, _ in table_columns(table))
         select = ", ".join(f"`{c.name}`" for c in table.all_columns) + f", toUInt8(`{DELETED_COLUMN}`)"
-        settings = f"{INFER}, distributed_foreground_insert = 1"
-        rows = int(ch.scalar(f"SELECT count() FROM {src} SETTINGS {INFER}"))
+        settings = f"{PARQUET_READ}, distributed_foreground_insert = 1"
+        rows = int(ch.scalar(f"SELECT count() FROM {src} SETTINGS {PARQUET_READ}"))
         ch.command(f"INSERT INTO {target} ({cols}) SELECT {select} FROM {src} SETTINGS {settings}")
     stats = ch.table_stats(DATABASE, local_name(table, ch.cluster))
     return LoadResult(target, rows, stats[1], ch.columns(DATABASE, table.name), time.perf_counter() - started)

@@ -29,7 +29,7 @@ from datetime import date
 from platform_assets.catalog import AUDIT_COLUMN, DELETED_COLUMN, MODELS, TABLES_BY_NAME, Model, clickhouse_type
 from platform_assets.warehouse.load import (
     DATABASE,
-    INFER,
+    PARQUET_READ,
     LoadResult,
     create_sql,
     days_source,
@@ -40,11 +40,10 @@ from platform_assets.warehouse.load import (
 from resources.clickhouse import ClickHouseResource
 from resources.object_store import ObjectStoreResource
 
-W = DATABASE
 CONSISTENT = "matches_full_rebuild"  # the check that compares a model with a rebuild from its inputs (whole tables)
 # `final = 1`: every input is read as its current state (latest version per key, deleted keys gone);
 # `global`: a subquery over a Distributed table is evaluated once and shipped to the shards.
-SETTINGS = "final = 1, distributed_product_mode = 'global'"
+READ_CURRENT = "final = 1, distributed_product_mode = 'global'"
 # Changes touching at least this share of a model's rows rebuild it whole instead (a full load, a large backfill).
 REBUILD_SHARE = 0.5
 
@@ -97,9 +96,9 @@ def _fct_lineitem() -> ModelSql:
         select=f"""
 SELECT {line_select}, {", ".join(f"o.{c} AS {c}" for c in order_cols)},
        CAST(l.l_extendedprice * (1 - l.l_discount) AS Decimal(18, 4)) AS l_net_revenue
-FROM (SELECT * FROM {W}.lineitem WHERE is_deleted = 0 AND l_orderkey {{keys}}) AS l
+FROM (SELECT * FROM {DATABASE}.lineitem WHERE is_deleted = 0 AND l_orderkey {{keys}}) AS l
 INNER JOIN (
-    SELECT o_orderkey, {", ".join(order_cols)}, {AUDIT_COLUMN} FROM {W}.orders
+    SELECT o_orderkey, {", ".join(order_cols)}, {AUDIT_COLUMN} FROM {DATABASE}.orders
     WHERE is_deleted = 0 AND o_orderkey {{keys}}
 ) AS o ON l.l_orderkey = o.o_orderkey""",
         affected={
@@ -125,16 +124,16 @@ def _dim_customer() -> ModelSql:
         columns=(*_typed("customer", *customer), *_typed("nation", "n_name"), *_typed("region", "r_name")),
         select=f"""
 SELECT {cust_select}, n.n_name AS n_name, r.r_name AS r_name
-FROM (SELECT * FROM {W}.customer WHERE is_deleted = 0 AND c_custkey {{keys}}) AS c
-LEFT JOIN (SELECT * FROM {W}.nation WHERE is_deleted = 0) AS n ON c.c_nationkey = n.n_nationkey
-LEFT JOIN (SELECT * FROM {W}.region WHERE is_deleted = 0) AS r ON n.n_regionkey = r.r_regionkey""",
+FROM (SELECT * FROM {DATABASE}.customer WHERE is_deleted = 0 AND c_custkey {{keys}}) AS c
+LEFT JOIN (SELECT * FROM {DATABASE}.nation WHERE is_deleted = 0) AS n ON c.c_nationkey = n.n_nationkey
+LEFT JOIN (SELECT * FROM {DATABASE}.region WHERE is_deleted = 0) AS r ON n.n_regionkey = r.r_regionkey""",
         affected={
             "customer": f"SELECT c_custkey AS key, {AUDIT_COLUMN} AS changed_at FROM {{changes}}",
             # a nation or region renamed changes every customer in it
-            "nation": f"SELECT c.c_custkey AS key, n.{AUDIT_COLUMN} AS changed_at FROM {W}.customer AS c "
+            "nation": f"SELECT c.c_custkey AS key, n.{AUDIT_COLUMN} AS changed_at FROM {DATABASE}.customer AS c "
             "INNER JOIN {changes} AS n ON c.c_nationkey = n.n_nationkey",
-            "region": f"SELECT c.c_custkey AS key, r.{AUDIT_COLUMN} AS changed_at FROM {W}.customer AS c "
-            f"INNER JOIN {W}.nation AS n ON c.c_nationkey = n.n_nationkey "
+            "region": f"SELECT c.c_custkey AS key, r.{AUDIT_COLUMN} AS changed_at FROM {DATABASE}.customer AS c "
+            f"INNER JOIN {DATABASE}.nation AS n ON c.c_nationkey = n.n_nationkey "
             "INNER JOIN {changes} AS r ON n.n_regionkey = r.r_regionkey",
         },
     )
@@ -156,29 +155,31 @@ class ModelResult(LoadResult):
 def rebuild(ch: ClickHouseResource, spec: ModelSql) -> ModelResult:
     """The whole model from the inputs' current state, into fresh tables swapped in atomically (every shard)."""
     started = time.perf_counter()
-    cluster, oc = ch.cluster, ch.on_cluster()
+    cluster, on_cluster = ch.cluster, ch.on_cluster()
     local = local_name(spec.model, cluster)
     cols = ", ".join(f"`{n}`" for n, _ in spec.table_columns)
-    with ch.replacing(W, local, sharded=bool(cluster)) as staging:
-        ch.command(create_sql(staging, spec.table_columns, engine(spec.model), oc))
+    with ch.replacing(DATABASE, local, sharded=bool(cluster)) as staging:
+        ch.command(create_sql(staging, spec.table_columns, engine(spec.model), on_cluster))
         target = staging
         if cluster:  # route rows to their shard through a Distributed table over the staging tables
-            target = f"{W}.{spec.name}__staging_dist"
-            ch.command(f"DROP TABLE IF EXISTS {target}{oc} SYNC")
-            ch.command(distributed_sql(spec.model, cluster, staging.split(".", 1)[1], target.split(".", 1)[1], oc))
+            target = f"{DATABASE}.{spec.name}__staging_dist"
+            ch.command(f"DROP TABLE IF EXISTS {target}{on_cluster} SYNC")
+            ch.command(
+                distributed_sql(spec.model, cluster, staging.split(".", 1)[1], target.split(".", 1)[1], on_cluster)
+            )
         try:
             ch.command(
                 f"INSERT INTO {target} ({cols}) SELECT *, 0 FROM ({spec.live(None)}) "
-                f"SETTINGS {SETTINGS}, distributed_foreground_insert = 1"
+                f"SETTINGS {READ_CURRENT}, distributed_foreground_insert = 1"
             )
         finally:
             if cluster:
-                ch.command(f"DROP TABLE IF EXISTS {target}{oc} SYNC")
+                ch.command(f"DROP TABLE IF EXISTS {target}{on_cluster} SYNC")
     if cluster:
-        ch.command(distributed_sql(spec.model, cluster, local, spec.name, oc))
-    rows, size = ch.table_stats(W, local)
+        ch.command(distributed_sql(spec.model, cluster, local, spec.name, on_cluster))
+    rows, size = ch.table_stats(DATABASE, local)
     seconds = time.perf_counter() - started
-    return ModelResult(f"{W}.{spec.name}", rows, size, ch.columns(W, spec.name), seconds, mode="rebuild")
+    return ModelResult(f"{DATABASE}.{spec.name}", rows, size, ch.columns(DATABASE, spec.name), seconds, mode="rebuild")
 
 
 def affected_sql(ch: ClickHouseResource, store: ObjectStoreResource, spec: ModelSql, days: dict[str, list[date]]):
@@ -198,19 +199,19 @@ def apply_changes(
 ) -> ModelResult:
     """Bring the model's rows of every grain key its inputs changed on ``days`` (per input) to their current state."""
     started = time.perf_counter()
-    target = f"{W}.{spec.name}"
-    if not ch.columns(W, spec.name):  # first build
+    target = f"{DATABASE}.{spec.name}"
+    if not ch.columns(DATABASE, spec.name):  # first build
         return rebuild(ch, spec)
     select = affected_sql(ch, store, spec, days)
     if select is None:
-        _, size = ch.table_stats(W, local_name(spec.model, ch.cluster))
-        return ModelResult(target, 0, size, ch.columns(W, spec.name), time.perf_counter() - started, scope="0")
-    changed = f"{W}.`{spec.name}__changes_{uuid.uuid4().hex[:8]}`"  # this run's keys, on the node running it
-    ch.command(f"CREATE TABLE {changed} ENGINE = Memory AS {select} SETTINGS {INFER}, {SETTINGS}")
+        _, size = ch.table_stats(DATABASE, local_name(spec.model, ch.cluster))
+        return ModelResult(target, 0, size, ch.columns(DATABASE, spec.name), time.perf_counter() - started, scope="0")
+    changed = f"{DATABASE}.`{spec.name}__changes_{uuid.uuid4().hex[:8]}`"  # this run's keys, on the node running it
+    ch.command(f"CREATE TABLE {changed} ENGINE = Memory AS {select} SETTINGS {PARQUET_READ}, {READ_CURRENT}")
     try:
         keys = int(ch.scalar(f"SELECT count() FROM {changed}"))
         # grain keys in the warehouse (row versions, from table metadata: no scan)
-        grains, _ = ch.table_stats(W, local_name(TABLES_BY_NAME[spec.grain_table], ch.cluster))
+        grains, _ = ch.table_stats(DATABASE, local_name(TABLES_BY_NAME[spec.grain_table], ch.cluster))
         if keys and keys >= REBUILD_SHARE * grains:
             result = rebuild(ch, spec)
             result.keys = keys
@@ -218,9 +219,9 @@ def apply_changes(
         written, deleted = upsert_keys(ch, spec, changed)
     finally:
         ch.command(f"DROP TABLE IF EXISTS {changed} SYNC")
-    _, size = ch.table_stats(W, local_name(spec.model, ch.cluster))
+    _, size = ch.table_stats(DATABASE, local_name(spec.model, ch.cluster))
     return ModelResult(
-        target, written, size, ch.columns(W, spec.name), time.perf_counter() - started, keys=keys,
+        target, written, size, ch.columns(DATABASE, spec.name), time.perf_counter() - started, keys=keys,
         deleted=deleted, scope=f"{spec.grain} GLOBAL IN (SELECT key FROM ({select}))",
     )  # fmt: skip
 
@@ -230,11 +231,11 @@ def upsert_keys(ch: ClickHouseResource, spec: ModelSql, changed: str) -> tuple[i
 
     Returns (rows written, of which delete markers).
     """
-    target = f"{W}.{spec.name}"
+    target = f"{DATABASE}.{spec.name}"
     cols = ", ".join(f"`{n}`" for n, _ in spec.table_columns)
-    settings = f"SETTINGS {SETTINGS}, distributed_foreground_insert = 1"
+    settings = f"SETTINGS {READ_CURRENT}, distributed_foreground_insert = 1"
     live = spec.live(changed)
-    upserted = int(ch.scalar(f"SELECT count() FROM ({live}) SETTINGS {SETTINGS}"))
+    upserted = int(ch.scalar(f"SELECT count() FROM ({live}) SETTINGS {READ_CURRENT}"))
     ch.command(f"INSERT INTO {target} ({cols}) SELECT *, 0 FROM ({live}) {settings}")
     # rows of the affected keys that are gone: a delete marker, versioned at the latest change of their key
     pk = ", ".join(spec.model.primary_key)
@@ -247,7 +248,7 @@ def upsert_keys(ch: ClickHouseResource, spec: ModelSql, changed: str) -> tuple[i
         f"AND ({', '.join(f'f.{k}' for k in spec.model.primary_key)}) "
         f"GLOBAL NOT IN (SELECT {pk} FROM ({live}))"
     )
-    deleted = int(ch.scalar(f"SELECT count() FROM ({markers}) SETTINGS {SETTINGS}"))
+    deleted = int(ch.scalar(f"SELECT count() FROM ({markers}) SETTINGS {READ_CURRENT}"))
     if deleted:
         ch.command(f"INSERT INTO {target} ({cols}) {markers} {settings}")
     return upserted + deleted, deleted
@@ -256,9 +257,9 @@ def upsert_keys(ch: ClickHouseResource, spec: ModelSql, changed: str) -> tuple[i
 def fingerprint(ch: ClickHouseResource, sql: str, spec: ModelSql) -> tuple[int, int]:
     """(rows, order-independent hash of every column) of ``sql``'s live model rows."""
     cols = ", ".join(n for n, _ in spec.columns)
-    row = ch.rows(f"SELECT count(), sum(cityHash64({cols})) FROM ({sql}) SETTINGS {SETTINGS}")[0]
+    row = ch.rows(f"SELECT count(), sum(cityHash64({cols})) FROM ({sql}) SETTINGS {READ_CURRENT}")[0]
     return int(row[0]), int(row[1])
 
 
 def stored_fingerprint(ch: ClickHouseResource, spec: ModelSql) -> tuple[int, int]:
-    return fingerprint(ch, f"SELECT * FROM {W}.{spec.name} WHERE {DELETED_COLUMN} = 0", spec)
+    return fingerprint(ch, f"SELECT * FROM {DATABASE}.{spec.name} WHERE {DELETED_COLUMN} = 0", spec)
