@@ -307,6 +307,9 @@ def dev() -> None:
     port = str(local_port("dagster-webserver"))
     dagster = str(Path(sys.executable).parent / "dagster")
     _log(f"Dagster UI on http://127.0.0.1:{port}  (Ctrl-C to stop)")
+    # Ctrl-C must stop it even when this was started with SIGINT ignored (as a background job, or by a make that
+    # was): an ignored signal stays ignored across exec, and dagster dev would then never see the Ctrl-C
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
     os.execv(dagster, [dagster, "dev", "-w", str(REPO_ROOT / "workspace.yaml"), "-h", "127.0.0.1", "-p", port])
 
 
