@@ -60,18 +60,25 @@ def require_env(name: str) -> str:
 
 # Dagster's local instance (make demo, make dev, the deployed-path benchmark). Runs take turns locally: a run
 # process holds the in-process ClickHouse engine's folder while it runs; a queued run starts within a second.
-LOCAL_INSTANCE_YAML = """\
+_INSTANCE_HEADER = """\
 telemetry:
   enabled: false
 nux:
   enabled: false
 run_coordinator:
   module: dagster._core.run_coordinator
+"""
+LOCAL_INSTANCE_YAML = (
+    _INSTANCE_HEADER
+    + """\
   class: QueuedRunCoordinator
   config:
     max_concurrent_runs: 1
     dequeue_interval_seconds: 1
 """
+)
+# The webserver launches a run itself (DefaultRunCoordinator): no daemon needed (the control-plane and UI tests).
+UNQUEUED_INSTANCE_YAML = _INSTANCE_HEADER + "  class: DefaultRunCoordinator\n"
 
 
 def local_dagster_home() -> Path:

@@ -21,19 +21,12 @@ from pathlib import Path
 import pytest
 
 from deploy.local.daemon import asset_graph_loaded, free_port, stop_group
+from resources.settings import UNQUEUED_INSTANCE_YAML
 from tests.conftest import REPO, TEST_DATA
 
 PLATFORM = Path(sys.executable).parent / "platform"
 # The webserver launches runs itself (DefaultRunCoordinator): no daemon needed, as with `make dev`'s instance.
-INSTANCE_YAML = """\
-telemetry:
-  enabled: false
-nux:
-  enabled: false
-run_coordinator:
-  module: dagster._core.run_coordinator
-  class: DefaultRunCoordinator
-"""
+INSTANCE_YAML = UNQUEUED_INSTANCE_YAML
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,7 @@ from platform_assets.catalog import MODELS, TABLES, TABLES_BY_NAME, Model, Table
 from platform_assets.partitions import span
 from platform_assets.warehouse import reconcile
 from platform_assets.warehouse.lag import FRESHNESS, LAG, verdict
-from platform_assets.warehouse.load import DATABASE, PARQUET_READ
+from platform_assets.warehouse.load import DATABASE
 from platform_assets.warehouse.models import (
     CONSISTENT,
     MODEL_SQL,
@@ -43,7 +43,7 @@ def unique_check(
     pk = ", ".join(spec.primary_key)
     where = f"is_deleted = 0 AND ({scope})" if scope else "is_deleted = 0"
     sql = f"SELECT count(), uniqExact({pk}) FROM {DATABASE}.{spec.name} WHERE {where}"
-    rows, keys = ch.rows(f"{sql} SETTINGS {PARQUET_READ}, {READ_CURRENT}")[0]
+    rows, keys = ch.rows(f"{sql} SETTINGS {READ_CURRENT}")[0]
     null = null or {}
     problems = [f"{rows - keys} duplicate key(s) on ({pk})"] if rows != keys else []
     problems += [f"column {k}: {n} null key(s) in the curated input, not loaded" for k, n in null.items()]

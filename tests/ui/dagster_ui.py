@@ -23,19 +23,12 @@ from pathlib import Path
 
 from control_plane.client import GraphQLClient
 from deploy.local.daemon import asset_graph_loaded
+from resources.settings import UNQUEUED_INSTANCE_YAML
 
 BIN = Path(sys.executable).parent
 # The webserver launches runs itself (DefaultRunCoordinator), so a run clicked in the UI needs no daemon; the
 # daemon only evaluates sensors and schedules here.
-INSTANCE_YAML = """\
-telemetry:
-  enabled: false
-nux:
-  enabled: false
-run_coordinator:
-  module: dagster._core.run_coordinator
-  class: DefaultRunCoordinator
-"""
+INSTANCE_YAML = UNQUEUED_INSTANCE_YAML
 
 INSTIGATORS = """
 { repositoriesOrError { ... on RepositoryConnection { nodes {
