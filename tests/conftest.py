@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.shared_platform import PRISTINE, SharedPlatform, clone_database, drop_database
+
 REPO = Path(__file__).resolve().parent.parent
 SCALE_FACTOR = 0.01
 # Ports and folder of the test stack: PLATFORM_TEST_PORT_BASE moves both, so two suites can run side by side.
@@ -111,22 +113,45 @@ def clickhouse(resources):
 
 
 @pytest.fixture(scope="session")
-def seeded(oltp) -> dict[str, int]:
-    """TPC-H at the test scale factor in the OLTP database; returns rows per table."""
-    from platform_assets.oltp.seed import seed_tpch
-    from resources.settings import data_dir
-
-    return seed_tpch(oltp, SCALE_FACTOR, data_dir() / "duckdb_extensions").rows
+def shared_platform(oltp, object_store, clickhouse) -> SharedPlatform:
+    return SharedPlatform(oltp, object_store, clickhouse)
 
 
 @pytest.fixture(scope="session")
-def lineage(seeded, resources, oltp):
-    """The ``full_lineage`` job (the one ``make demo`` runs) over every change day, with its checks, once."""
-    from platform_assets.definitions import LINEAGE_JOB, defs
-    from platform_assets.jobs import changed_days, range_tags
+def seeded(oltp, shared_platform) -> dict[str, int]:
+    """TPC-H at the test scale factor in the OLTP database (and its pristine copy); returns rows per table."""
+    from platform_assets.oltp.seed import seed_tpch
+    from resources.settings import data_dir
 
-    tags = range_tags(*changed_days(oltp))
-    return defs().resolve_job_def(LINEAGE_JOB).execute_in_process(tags=tags, raise_on_error=False)
+    rows = seed_tpch(oltp, SCALE_FACTOR, data_dir() / "duckdb_extensions").rows
+    shared_platform.keep_pristine_copy()
+    return rows
+
+
+@pytest.fixture(scope="module")
+def lineage(seeded, shared_platform):
+    """The pristine TPC-H through the ``full_lineage`` job (the one ``make demo`` runs) over every change day, with
+    its checks: run once, and again only after a module that changed the platform."""
+    return shared_platform.full_load()
+
+
+@pytest.fixture(scope="module")
+def changing_platform(lineage, shared_platform):
+    """The loaded platform, for a module that changes the OLTP, lake and warehouse: reset when the module ends."""
+    try:
+        yield lineage
+    finally:
+        shared_platform.reset()
+
+
+@pytest.fixture(scope="module")
+def oltp_copy(seeded, oltp, request):
+    """A database of the module's own, cloned from the pristine TPC-H, dropped when the module ends."""
+    name = "tpch_" + request.module.__name__.rsplit(".", 1)[-1].removeprefix("test_")
+    try:
+        yield clone_database(oltp, PRISTINE, name)
+    finally:
+        drop_database(oltp, name)
 
 
 # Real tools slow enough to leave out of the edit-run loop (a JVM, a VPN handshake, ansible-playbook runs).
@@ -138,7 +163,6 @@ SLOW_MODULES = {
 
 def pytest_configure(config):
     _pin_environment(config)
-    config.addinivalue_line("markers", "mutates_oltp: changes the shared OLTP/warehouse; runs after all other tests")
     config.addinivalue_line(
         "markers", "slow: needs the local stack, network namespaces or a slow real tool; `make test-fast` skips it"
     )
@@ -150,10 +174,8 @@ def _slow(item: pytest.Item) -> bool:
 
 
 def pytest_collection_modifyitems(config, items):
-    """Tests that change the shared OLTP database (and so the warehouse) run last, in file order, so every other
-    test sees the pristine TPC-H state the lineage fixture loaded. Tests on the stack (directly or through a
-    fixture that needs it), in namespaces or on a slow tool are marked ``slow``."""
+    """Tests on the stack (directly or through a fixture that needs it), in namespaces or on a slow tool are marked
+    ``slow``. The order stays the files' own: tests that share state declare it through fixtures."""
     for item in items:
         if _slow(item):
             item.add_marker(pytest.mark.slow)
-    items.sort(key=lambda item: item.get_closest_marker("mutates_oltp") is not None)

@@ -3,7 +3,8 @@
 seed (the lineage fixture's full load) → simulated OLTP days with updates and deletes → the change sensor's run →
 declarative automation → the warehouse equals the OLTP and every mart equals its query on the OLTP. Then: re-runs
 change nothing, a backfill equals day-by-day runs, schema drift fails a check and keeps the data, landed files are
-ingested once. These tests change the shared OLTP, so they run after every other test (see conftest).
+ingested once. These tests change the shared OLTP, lake and warehouse: they start from and give back the
+pristine platform through ``changing_platform`` (see tests/shared_platform.py).
 """
 
 import json
@@ -31,8 +32,6 @@ from platform_assets.warehouse.models import MODEL_SQL, apply_changes, fingerpri
 from resources.settings import data_dir
 from tests.oltp_queries import CUSTOMER_FEATURES, CUSTOMER_FEATURES_MART, tpch_on_oltp
 from tests.tpch_reference import mismatches
-
-pytestmark = pytest.mark.mutates_oltp
 
 SEED_DAY = date(1998, 8, 3)
 DAYS = 3
@@ -88,8 +87,8 @@ def failed_checks(results) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def platform(lineage, tmp_path_factory):
-    assert lineage.success
+def platform(changing_platform, tmp_path_factory):
+    assert changing_platform.success
     with dg.instance_for_test(temp_dir=str(tmp_path_factory.mktemp("dagster-instance"))) as instance:
         definitions = defs()
         # a platform that has been running: the models have a first build (a rebuild) on this instance

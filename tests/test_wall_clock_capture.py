@@ -3,7 +3,8 @@
 Each test writes the way applications do — their own transactions, plain DML, ``updated_at`` set or forgotten —
 then lets the change sensor (on a real instance) and the runs it requests, plus the automation, follow; the
 warehouse must then equal the OLTP row for row in every column. Then divergence behind the platform's back is found
-by ``matches_oltp`` and repaired by ``repair_warehouse``. These tests change the shared OLTP, so they run last.
+by ``matches_oltp`` and repaired by ``repair_warehouse``. These tests change the shared OLTP, lake and warehouse,
+so they take them through ``changing_platform``.
 """
 
 from __future__ import annotations
@@ -36,7 +37,6 @@ from platform_assets.warehouse.models import MODEL_SQL, fingerprint, stored_fing
 from platform_assets.warehouse.table_diff import MATCHES_OLTP, diff_table
 from tests.conftest import REPO
 
-pytestmark = pytest.mark.mutates_oltp
 IN_STEP = "in_step_with_oltp"
 
 WRITTEN = ("customer", "orders", "lineitem")  # the tables the application writes
@@ -78,9 +78,9 @@ def failed_checks(applied: Applied) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def live(lineage, oltp, tmp_path_factory):
+def live(changing_platform, oltp, tmp_path_factory):
     """A running platform on its own instance: the models built once, the sensor's cursor at 'everything read'."""
-    assert lineage.success
+    assert changing_platform.success
     with dg.instance_for_test(temp_dir=str(tmp_path_factory.mktemp("wall-clock-instance"))) as instance:
         definitions = defs()
         first = definitions.resolve_job_def(LINEAGE_JOB).execute_in_process(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 from typing import Any
 
@@ -36,6 +37,10 @@ class DigitalOceanMocks(pulumi.runtime.Mocks):
 
 
 def _build(mocks: DigitalOceanMocks):
+    """The program under ``mocks``, on an event loop of its own: Pulumi registers resources on the thread's current
+    loop, and any earlier ``asyncio.run`` in the process (a library's, in another test) leaves the thread without
+    one."""
+    asyncio.set_event_loop(asyncio.new_event_loop())
     pulumi.runtime.set_mocks(mocks, project="platform", stack="test", preview=False)
     pulumi.runtime.set_all_config(
         {
@@ -50,8 +55,6 @@ def _build(mocks: DigitalOceanMocks):
 
 def _resolve(output: pulumi.Output) -> Any:
     """Wait for one Output under the mocks."""
-    import asyncio
-
     return asyncio.get_event_loop().run_until_complete(output.future())
 
 
