@@ -27,28 +27,27 @@ class RawConfig(dg.Config):
     landed_files: list[str] = []
 
 
-def raw_asset(table: Table) -> dg.AssetsDefinition:
+def _spec(table: Table) -> dict:
     key = dg.AssetKey(["raw", table.name])
-
-    @dg.asset(
-        key=key,
-        deps=[dg.AssetKey(["oltp", table.name])],
-        partitions_def=DAILY,
-        backfill_policy=SINGLE_RUN,
-        retry_policy=TRANSIENT,
-        group_name="raw",
-        kinds={"postgres", "s3", "parquet"},
-        owners=OWNERS,
-        tags=node_tags("vps_1"),
-        code_version=code_version(table, rows_sql(table, FIRST_DAY), tombstones_sql(table, FIRST_DAY)),
-        description=describe(
+    return {
+        "key": key,
+        "deps": [dg.AssetKey(["oltp", table.name])],
+        "partitions_def": DAILY,
+        "backfill_policy": SINGLE_RUN,
+        "retry_policy": TRANSIENT,
+        "group_name": "raw",
+        "kinds": {"postgres", "s3", "parquet"},
+        "owners": OWNERS,
+        "tags": node_tags("vps_1"),
+        "code_version": code_version(table, rows_sql(table, FIRST_DAY), tombstones_sql(table, FIRST_DAY)),
+        "description": describe(
             f"Daily changes of `{table.name}`: the rows whose `{table.cursor_column}` falls on the partition's day "
             f"(`raw/{table.name}/<day>/part-*`) and the keys deleted that day (`deleted-*`), as Parquet (zstd), "
             "streamed in bounded Arrow batches. Re-running a day replaces its objects.",
             table,
         ),
-        metadata={"dagster/column_schema": column_schema(catalog_columns(table))},
-        check_specs=[
+        "metadata": {"dagster/column_schema": column_schema(catalog_columns(table))},
+        "check_specs": [
             dg.AssetCheckSpec(
                 SCHEMA_CHECK,
                 asset=key,
@@ -57,90 +56,108 @@ def raw_asset(table: Table) -> dg.AssetsDefinition:
             ),
             dg.AssetCheckSpec(COUNT_CHECK, asset=key, description="Rows extracted per day equal the OLTP's rows."),
         ],
-    )
+    }
+
+
+def raw_asset(table: Table) -> dg.AssetsDefinition:
+    @dg.asset(**_spec(table))
     def _raw(
         context: dg.AssetExecutionContext,
         config: RawConfig,
         oltp: OltpPostgresResource,
         object_store: ObjectStoreResource,
     ):
-        days = days_of(context)
-        run_days = span(days)
-        try:
-            if config.landed_files:  # a run for files dropped under landing/: ingest them instead of the OLTP
-                yield from _ingest_landed(context, object_store, [parse_landing_key(k) for k in config.landed_files])
-                return
-            drift = schema_drift(oltp, table)
-            if drift:
-                raise SchemaMismatchError("; ".join(drift))
-        except SchemaMismatchError as exc:
-            # record the failed check, then stop: nothing is written, what was loaded stays as it is
-            yield dg.AssetCheckResult(
-                check_name=SCHEMA_CHECK, passed=False, severity=dg.AssetCheckSeverity.ERROR, description=str(exc)
-            )
-            raise permanent(f"raw/{table.name} partition {run_days}: {exc}") from None
-        try:
-            result = extract_days(oltp, object_store, table, days, data_dir() / "duckdb_extensions")
-        except SchemaMismatchError as exc:  # a value the catalog does not allow (a null, a retyped column)
-            raise permanent(f"raw/{table.name}: {exc}") from None
-        context.log.info(
-            f"{table.name} {run_days}: {result.rows} rows, {result.deleted} deletes "
-            f"in {len(result.files)} file(s), {result.seconds:.2f} s"
-        )
-        with oltp.connect() as conn:
-            lo, hi = day_bounds(days[0])[0], day_bounds(days[-1])[1]
-            source = conn.execute(
-                f"SELECT count(*) FROM {table.name} WHERE {AUDIT_COLUMN} >= %s AND {AUDIT_COLUMN} < %s", (lo, hi)
-            ).fetchone()[0]
-        extracted = sum(object_store.parquet_rows(raw_prefix(table.name, d), ROW_FILES) for d in days)
-        yield dg.MaterializeResult(
-            metadata={
-                **timing(result.rows, result.bytes, result.seconds),
-                "deleted_keys": result.deleted,
-                "days": len(days),
-                "path": dg.MetadataValue.path(object_store.s3_uri(raw_prefix(table.name, days[0]))),
-                "files": len(result.files),
-                "dagster/column_schema": column_schema(catalog_columns(table)),
-            },
-            check_results=[
-                dg.AssetCheckResult(check_name=SCHEMA_CHECK, passed=True),
-                dg.AssetCheckResult(
-                    check_name=COUNT_CHECK,
-                    passed=source == extracted,
-                    severity=dg.AssetCheckSeverity.ERROR,
-                    description=None
-                    if source == extracted
-                    else f"{table.name} {run_days}: OLTP has {source} changed rows, raw has {extracted}",
-                    metadata={"oltp_rows": source, "raw_rows": extracted},
-                ),
-            ],
-        )
-
-    def _ingest_landed(context: dg.AssetExecutionContext, store: ObjectStoreResource, files: list[LandedFile]):
-        started = time.perf_counter()
-        days = set(days_of(context))
-        mine = [f for f in files if f.table.name == table.name and f.day in days]
-        written = [ingest(store, f) for f in mine]
-        rows = sum(n for _, n in written)
-        stored = sum(store.parquet_rows(key) for key, _ in written)
-        context.log.info(f"{table.name}: ingested {len(mine)} landed file(s), {rows} rows")
-        yield dg.MaterializeResult(
-            metadata={
-                **timing(rows, sum(store.prefix_bytes(k) for k, _ in written), time.perf_counter() - started),
-                "landed_files": dg.MetadataValue.json([f.key for f in mine]),
-            },
-            check_results=[
-                dg.AssetCheckResult(check_name=SCHEMA_CHECK, passed=True, description="landed files match the catalog"),
-                dg.AssetCheckResult(
-                    check_name=COUNT_CHECK,
-                    passed=stored == rows,
-                    description=f"{rows} landed row(s) read, {stored} stored (landed data is not in the OLTP)",
-                    metadata={"landed_rows": rows, "raw_rows": stored},
-                ),
-            ],
-        )
+        if config.landed_files:  # a run for files dropped under landing/: ingest them instead of the OLTP
+            yield from ingest_landed(context, table, object_store, [parse_landing_key(k) for k in config.landed_files])
+        else:
+            yield from extract_from_oltp(context, table, oltp, object_store)
 
     return _raw
+
+
+def _schema_failure(table: Table, days, exc: SchemaMismatchError):
+    """Record the failed check, then stop: nothing is written, what was loaded stays as it is."""
+    yield dg.AssetCheckResult(
+        check_name=SCHEMA_CHECK, passed=False, severity=dg.AssetCheckSeverity.ERROR, description=str(exc)
+    )
+    raise permanent(f"raw/{table.name} partition {span(days)}: {exc}") from None
+
+
+def extract_from_oltp(
+    context: dg.AssetExecutionContext, table: Table, oltp: OltpPostgresResource, object_store: ObjectStoreResource
+):
+    """The partition's days of ``table`` from the OLTP, after its schema is checked against the catalog; the row
+    count check compares the OLTP's changed rows with what the objects hold."""
+    days = days_of(context)
+    run_days = span(days)
+    drift = schema_drift(oltp, table)
+    if drift:
+        yield from _schema_failure(table, days, SchemaMismatchError("; ".join(drift)))
+    try:
+        result = extract_days(oltp, object_store, table, days, data_dir() / "duckdb_extensions")
+    except SchemaMismatchError as exc:  # a value the catalog does not allow (a null, a retyped column)
+        raise permanent(f"raw/{table.name}: {exc}") from None
+    context.log.info(
+        f"{table.name} {run_days}: {result.rows} rows, {result.deleted} deletes "
+        f"in {len(result.files)} file(s), {result.seconds:.2f} s"
+    )
+    with oltp.connect() as conn:
+        lo, hi = day_bounds(days[0])[0], day_bounds(days[-1])[1]
+        source = conn.execute(
+            f"SELECT count(*) FROM {table.name} WHERE {AUDIT_COLUMN} >= %s AND {AUDIT_COLUMN} < %s", (lo, hi)
+        ).fetchone()[0]
+    extracted = sum(object_store.parquet_rows(raw_prefix(table.name, d), ROW_FILES) for d in days)
+    yield dg.MaterializeResult(
+        metadata={
+            **timing(result.rows, result.bytes, result.seconds),
+            "deleted_keys": result.deleted,
+            "days": len(days),
+            "path": dg.MetadataValue.path(object_store.s3_uri(raw_prefix(table.name, days[0]))),
+            "files": len(result.files),
+            "dagster/column_schema": column_schema(catalog_columns(table)),
+        },
+        check_results=[
+            dg.AssetCheckResult(check_name=SCHEMA_CHECK, passed=True),
+            dg.AssetCheckResult(
+                check_name=COUNT_CHECK,
+                passed=source == extracted,
+                severity=dg.AssetCheckSeverity.ERROR,
+                description=None
+                if source == extracted
+                else f"{table.name} {run_days}: OLTP has {source} changed rows, raw has {extracted}",
+                metadata={"oltp_rows": source, "raw_rows": extracted},
+            ),
+        ],
+    )
+
+
+def ingest_landed(context: dg.AssetExecutionContext, table: Table, store: ObjectStoreResource, files: list[LandedFile]):
+    """The landed files of ``table`` on the partition's days, checked against the catalog as they are read."""
+    started = time.perf_counter()
+    days = set(days_of(context))
+    mine = [f for f in files if f.table.name == table.name and f.day in days]
+    try:
+        written = [ingest(store, f) for f in mine]
+    except SchemaMismatchError as exc:
+        yield from _schema_failure(table, sorted(days), exc)
+    rows = sum(n for _, n in written)
+    stored = sum(store.parquet_rows(key) for key, _ in written)
+    context.log.info(f"{table.name}: ingested {len(mine)} landed file(s), {rows} rows")
+    yield dg.MaterializeResult(
+        metadata={
+            **timing(rows, sum(store.prefix_bytes(k) for k, _ in written), time.perf_counter() - started),
+            "landed_files": dg.MetadataValue.json([f.key for f in mine]),
+        },
+        check_results=[
+            dg.AssetCheckResult(check_name=SCHEMA_CHECK, passed=True, description="landed files match the catalog"),
+            dg.AssetCheckResult(
+                check_name=COUNT_CHECK,
+                passed=stored == rows,
+                description=f"{rows} landed row(s) read, {stored} stored (landed data is not in the OLTP)",
+                metadata={"landed_rows": rows, "raw_rows": stored},
+            ),
+        ],
+    )
 
 
 raw_assets = [raw_asset(t) for t in TABLES]
