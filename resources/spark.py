@@ -189,6 +189,13 @@ class SparkResource(dg.ConfigurableResource):
             self._session.stop()
             self._session = None
 
+    def provenance(self) -> dict[str, str]:
+        """Which Spark did the work, for a materialization's metadata: the endpoint and the application id. A Spark
+        Connect server keeps one application for its life, so runs on the same warm server share the id; every
+        local session (a run's own JVM, a batch pod) has one of its own."""
+        with self.unavailable_if_lost():
+            return {"spark_endpoint": self.endpoint, "spark_app_id": self.session.conf.get("spark.app.id")}
+
     def ping(self) -> str:
         try:
             return str(self.session.range(1).count())

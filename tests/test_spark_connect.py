@@ -26,8 +26,29 @@ def fingerprint(clickhouse, object_store, name: str) -> tuple:
     return tuple(clickhouse.rows(f"SELECT count(), sum(cityHash64(*)) FROM {src}")[0])
 
 
+def curated_provenance(result: dg.ExecuteInProcessResult) -> dict[str, set[tuple[str, str]]]:
+    """Per curated asset: the Spark endpoints and application ids its materializations' metadata name."""
+    found: dict[str, set[tuple[str, str]]] = {}
+    for event in result.get_asset_materialization_events():
+        if event.asset_key.path[0] == "curated":
+            md = event.event_specific_data.materialization.metadata
+            where = (md["spark_endpoint"].value, md["spark_app_id"].value)
+            found.setdefault(event.asset_key.to_user_string(), set()).add(where)
+    return found
+
+
+def server_app_id(resources) -> str:
+    """The stack's Spark Connect server's application id, asked of the server itself."""
+    with resources["spark"].process_config_and_initialize_cm() as spark:
+        return spark.session.conf.get("spark.app.id")
+
+
 def test_the_lineage_ran_on_the_warm_server(lineage, resources, spark_connect):
-    assert resources["spark"].remote == spark_connect
+    """Every curated table of the run was built by the one application the server keeps for its life — not by a
+    local JVM the run would have started (its endpoint would read ``local[…]``, its id another)."""
+    ran_on = curated_provenance(lineage)
+    assert sorted(ran_on) == sorted(a.key.to_user_string() for a in curated_assets)
+    assert set().union(*ran_on.values()) == {(spark_connect, server_app_id(resources))}
 
 
 def test_a_local_session_builds_the_same_curated_layer_as_spark_connect(lineage, resources, spark_connect,
@@ -43,6 +64,9 @@ def test_a_local_session_builds_the_same_curated_layer_as_spark_connect(lineage,
         partition_key="1998-08-03",
     )
     assert result.success
+    ((endpoint, app),) = set().union(*curated_provenance(result).values())  # one local application built all five
+    assert endpoint == "local[2]"
+    assert app != server_app_id(resources)
     after = {n: fingerprint(clickhouse, object_store, n) for n in names}
     assert after == before
     assert all(rows > 0 for rows, _ in after.values())

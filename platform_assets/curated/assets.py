@@ -82,8 +82,10 @@ def curated_asset(table: Table) -> dg.AssetsDefinition:
         fields = [(c.name, c.type) for c in table.all_columns] + [(DELETED_COLUMN, "int8")]
         context.log.info(f"curated/{table.name}: {len(prefixes)} of {len(days)} day(s) had changes")
         if not prefixes:
-            return dg.MaterializeResult(metadata={**timing(0, 0, time.perf_counter() - started), "days": len(days)})
-        return dg.MaterializeResult(metadata=written_metadata(store, prefixes, fields, started))
+            metadata = {**timing(0, 0, time.perf_counter() - started), "days": len(days)}
+        else:
+            metadata = written_metadata(store, prefixes, fields, started)
+        return dg.MaterializeResult(metadata={**metadata, **spark.provenance()})
 
     return _curated
 

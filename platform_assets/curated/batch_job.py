@@ -43,6 +43,7 @@ def main(name: str) -> None:
                     sum(store.parquet_rows(p) for p in prefixes), sum(store.prefix_bytes(p) for p in prefixes), seconds
                 ),
                 "path": {"raw_value": store.s3_uri(prefixes[0]), "type": "path"},
+                **spark.provenance(),
             }
         )
 
