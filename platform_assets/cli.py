@@ -183,8 +183,8 @@ def second_day(change_rate: float = 0.01) -> int:
         requests, _ = evaluate_sensor(definitions, SENSOR, instance, cursor)
         for r in requests:
             print(f"sensor {SENSOR} requested a run of {len(r.asset_selection)} assets ({r.run_key})")
-        applied = execute_requests(definitions, instance, requests)
-        automated, _ = run_automation(definitions, instance, automation)
+        applied = execute_requests(definitions, instance, requests, progress=sys.stdout)
+        automated, _ = run_automation(definitions, instance, automation, progress=sys.stdout)
         wall = time.perf_counter() - started
     _print_materializations(applied.materialized() + automated.materialized())
     failed = _print_checks(applied.checks() + automated.checks())

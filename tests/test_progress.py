@@ -4,6 +4,7 @@ import io
 
 import dagster as dg
 
+from platform_assets.automation.local_runs import execute_requests
 from platform_assets.progress import with_progress
 
 DAYS = dg.DailyPartitionsDefinition(start_date="2026-11-30")
@@ -34,3 +35,28 @@ def test_one_aligned_line_per_materialization_with_rows_and_seconds(capsys):
     assert 0 <= float(lines[0].split()[0]) <= float(lines[1].split()[0])  # seconds since the start, in order
     assert "must not reach" not in stream.getvalue()
     assert "must not reach" in capsys.readouterr().err  # the DEBUG event stream stays on stderr (the demo's log)
+
+
+@dg.asset_check(asset=short)
+def short_took_time() -> dg.AssetCheckResult:
+    return dg.AssetCheckResult(passed=True)
+
+
+def test_runs_a_sensor_requests_print_the_same_lines_and_keep_their_checks():
+    """The demo's second day: the sensor's requests, one with the checks it names (a job subset), one without."""
+    defs = dg.Definitions(
+        assets=[a_rather_long_asset_name, short], asset_checks=[short_took_time], jobs=[dg.define_asset_job("j")]
+    )
+    requests = [
+        dg.RunRequest(
+            partition_key="2026-12-01", asset_selection=[short.key], asset_check_keys=[short_took_time.check_key]
+        ),
+        dg.RunRequest(partition_key="2026-12-01", asset_selection=[a_rather_long_asset_name.key]),
+    ]
+    stream = io.StringIO()
+    with dg.instance_for_test() as instance:
+        applied = execute_requests(defs, instance, requests, job_name="j", progress=stream)
+    assert applied.success
+    lines = stream.getvalue().splitlines()
+    assert [line.split()[2] for line in lines] == ["short", "a_rather_long_asset_name"], lines
+    assert [(c.check_name, c.passed) for c in applied.checks()] == [("short_took_time", True)]

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass, field
+from typing import TextIO
 
 import dagster as dg
 
 from platform_assets.jobs import INCREMENTAL_JOB
+from platform_assets.progress import with_progress
 
 
 @dataclass
@@ -42,29 +44,46 @@ def evaluate_sensor(defs: dg.Definitions, name: str, instance: dg.DagsterInstanc
     return list(data.run_requests or []), data.cursor
 
 
-def execute_requests(defs: dg.Definitions, instance: dg.DagsterInstance, requests, job_name: str = INCREMENTAL_JOB):
+def _execute(job: dg.JobDefinition, progress: TextIO | None, run_config: dict | None = None, **kwargs):
+    """One run in this process; with ``progress``, its materializations are printed there as they happen."""
+    if progress is not None:
+        job, logging_config = with_progress(job, progress)
+        run_config = {**(run_config or {}), **logging_config}
+    return job.execute_in_process(run_config=run_config, raise_on_error=False, **kwargs)
+
+
+def execute_requests(
+    defs: dg.Definitions,
+    instance: dg.DagsterInstance,
+    requests,
+    job_name: str = INCREMENTAL_JOB,
+    progress: TextIO | None = None,
+):
     applied = Applied()
     job = defs.resolve_job_def(job_name)
     for request in requests:
-        run_job = job  # the checks the request names, as the daemon runs them (all of the assets' by default)
-        if request.asset_check_keys is not None:
-            run_job = job.get_subset(
-                asset_selection=set(request.asset_selection or []), asset_check_selection=set(request.asset_check_keys)
-            )
+        selection = list(request.asset_selection or [])
+        run_job, subset = job, request.asset_check_keys is not None
+        if subset:  # the checks the request names, as the daemon runs them (all of the assets' by default)
+            checks = set(request.asset_check_keys)
+            run_job = job.get_subset(asset_selection=set(selection), asset_check_selection=checks)
         applied.results.append(
-            run_job.execute_in_process(
+            _execute(
+                run_job,
+                progress,
+                request.run_config,
                 instance=instance,
                 partition_key=request.partition_key,
-                run_config=request.run_config,
                 tags={**(request.tags or {}), "dagster/run_key": request.run_key or ""},
-                asset_selection=None if run_job is not job else list(request.asset_selection or []),
-                raise_on_error=False,
+                asset_selection=None if subset else selection,
             )
         )
     return applied
 
 
-def run_automation(defs: dg.Definitions, instance: dg.DagsterInstance, cursor=None, rounds: int = 4):
+def run_automation(
+    defs: dg.Definitions, instance: dg.DagsterInstance, cursor=None, rounds: int = 4, progress: TextIO | None = None
+):
     """Evaluate the automation conditions and materialize what they request, until nothing more is requested."""
     applied = Applied()
     global_job = defs.resolve_implicit_global_asset_job_def()
@@ -83,7 +102,5 @@ def run_automation(defs: dg.Definitions, instance: dg.DagsterInstance, cursor=No
             checks = graph.get_check_keys_for_assets(set(keys))
             riding = {k for k in checks if graph.get(k).automation_condition is None}
             job = global_job.get_subset(asset_selection=set(keys), asset_check_selection=riding)
-            applied.results.append(
-                job.execute_in_process(instance=instance, partition_key=partition, raise_on_error=False)
-            )
+            applied.results.append(_execute(job, progress, instance=instance, partition_key=partition))
     return applied, cursor
