@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -11,32 +12,25 @@ import clickhouse_connect
 import dagster as dg
 from clickhouse_connect.driver.client import Client
 
+from resources.chdb_cluster import EmulatedCluster
 from resources.errors import ServiceUnavailableError
 
+# Distributed('cluster', 'database', 'local_table'[, sharding_key]) as system.tables shows it
+_DISTRIBUTED = re.compile(
+    r"Distributed\('?[^',]+'?, '?[^',]+'?, '?(?P<local>[^',]+)'?(?:, (?P<key>.+?))?\)(?: SETTINGS .*)?$"
+)
 # chDB allows one engine path per process: share a client per DSN across resource instances.
 _CHDB_CLIENTS: dict[str, Client] = {}
-
-
-# A one-shard cluster for the in-process engine: the Distributed path of prod runs unchanged on it.
-# ``tcp_port`` must equal the replica's port so the engine knows the shard is itself (read/write in-process).
-LOCAL_CLUSTER_XML = """<clickhouse>
-  <tcp_port>9000</tcp_port>
-  <remote_servers>
-    <{cluster}>
-      <shard><replica><host>localhost</host><port>9000</port></replica></shard>
-    </{cluster}>
-  </remote_servers>
-  <macros><shard>1</shard><replica>local</replica></macros>
-</clickhouse>
-"""
 
 
 class ClickHouseResource(dg.ConfigurableResource):
     """``dsn`` (``chdb:///path``) selects the in-process engine; otherwise host/port over HTTP.
 
-    ``cluster`` makes every warehouse table a local table per shard plus a Distributed table. DDL is then
-    issued ``ON CLUSTER`` — unless ``ddl_on_cluster`` is off, as in chDB, which cannot run distributed DDL
-    (its one-shard cluster is itself, so plain DDL reaches every shard there).
+    ``cluster`` makes every warehouse table a local table per shard plus a Distributed table, and DDL is issued
+    ``ON CLUSTER``. The in-process engine cannot run distributed DDL: it checks each such statement's syntax and
+    applies it once, to the shards it stands in for (``shards``: 1, or 2 as in production; see
+    ``resources/chdb_cluster.py`` for the emulation and the tables it needs named: ``sharded_tables``,
+    ``node_local_databases``).
     """
 
     dsn: str | None = None
@@ -46,7 +40,9 @@ class ClickHouseResource(dg.ConfigurableResource):
     password: str = ""
     secure: bool = False
     cluster: str | None = None
-    ddl_on_cluster: bool = True
+    shards: int = 1
+    sharded_tables: dict[str, str] = {}
+    node_local_databases: list[str] = []
     node: str = "vps_3"
     connect_timeout_s: int = 10
 
@@ -79,20 +75,35 @@ class ClickHouseResource(dg.ConfigurableResource):
         except Exception as exc:
             raise self.unavailable(exc) from None
 
+    def emulated_cluster(self) -> EmulatedCluster | None:
+        """The cluster the in-process engine stands in for (None over HTTP, or without a cluster)."""
+        if not (self.dsn and self.cluster):
+            return None
+        return EmulatedCluster(self.cluster, self.shards, dict(self.sharded_tables), tuple(self.node_local_databases))
+
     def _chdb_options(self) -> dict[str, str] | None:
-        if not self.cluster:
+        emulated = self.emulated_cluster()
+        if emulated is None:
             return None
         path = Path(self.dsn.removeprefix("chdb://"))
         path.mkdir(parents=True, exist_ok=True)
-        config = path.parent / f"{path.name}-cluster.xml"
-        config.write_text(LOCAL_CLUSTER_XML.format(cluster=self.cluster))
-        return {"config-file": str(config)}
+        return {"config-file": str(emulated.write(path.parent, path.name))}
 
     def on_cluster(self) -> str:
-        return f" ON CLUSTER {self.cluster}" if self.cluster and self.ddl_on_cluster else ""
+        return f" ON CLUSTER {self.cluster}" if self.cluster else ""
 
     def command(self, sql: str, parameters: dict[str, Any] | None = None) -> Any:
+        emulated = self.emulated_cluster()
+        if emulated is not None:
+            sql = emulated.local_ddl(sql, self._check_syntax)
         return self.client().command(sql, parameters=parameters)
+
+    def _check_syntax(self, sql: str) -> None:
+        """The engine's parser on a statement it will not run (chDB refuses distributed DDL)."""
+        try:
+            self.client().query("SELECT formatQuery({q:String})", parameters={"q": sql})
+        except Exception as exc:
+            raise ValueError(f"ClickHouse cannot parse: {sql}\n{exc}") from None
 
     def rows(self, sql: str, parameters: dict[str, Any] | None = None) -> list[tuple]:
         return self.client().query(sql, parameters=parameters).result_rows
@@ -101,29 +112,33 @@ class ClickHouseResource(dg.ConfigurableResource):
         return self.rows(sql, parameters)[0][0]
 
     @contextmanager
-    def replacing(self, database: str, table: str, sharded: bool = False) -> Iterator[str]:
-        """Yield a fresh staging table name; on success it atomically replaces ``database.table``.
+    def replacing(self, database: str, table: str) -> Iterator[str]:
+        """Yield a fresh staging table name; on success it atomically replaces ``database.table`` on this server.
 
-        Readers see the old table or the new one, never a half-loaded one; on failure the old table stays.
-        ``sharded`` issues the DDL on every shard of the cluster (the table then exists once per shard).
+        Readers see the old table or the new one, never a half-loaded one; on failure the old table stays. (On a
+        cluster, ``EXCHANGE`` would swap each shard on its own: see ``warehouse/models.py`` for the switch there.)
         """
-        on_cluster = self.on_cluster() if sharded else ""
         staging = f"{database}.{table}__staging"
-        self.command(f"CREATE DATABASE IF NOT EXISTS {database}{on_cluster}")
-        self.command(f"DROP TABLE IF EXISTS {staging}{on_cluster} SYNC")
+        self.command(f"CREATE DATABASE IF NOT EXISTS {database}")
+        self.command(f"DROP TABLE IF EXISTS {staging} SYNC")
         try:
             yield staging
-            self.command(f"CREATE TABLE IF NOT EXISTS {database}.{table}{on_cluster} AS {staging}")
-            self.command(f"EXCHANGE TABLES {staging} AND {database}.{table}{on_cluster}")
+            self.command(f"CREATE TABLE IF NOT EXISTS {database}.{table} AS {staging}")
+            self.command(f"EXCHANGE TABLES {staging} AND {database}.{table}")
         finally:
-            self.command(f"DROP TABLE IF EXISTS {staging}{on_cluster} SYNC")
+            self.command(f"DROP TABLE IF EXISTS {staging} SYNC")
 
-    def table_stats(self, database: str, table: str) -> tuple[int, int]:
-        """(rows, bytes) of a table, summed over every shard when the resource has a cluster."""
-        source = f"clusterAllReplicas({self.cluster}, system.tables)" if self.cluster else "system.tables"
+    def table_stats(self, database: str, table: str, sharded: bool = True) -> tuple[int, int]:
+        """(rows, bytes) of a table: with a cluster and ``sharded``, summed over the cluster's servers (``hostName()``
+        is each server's own in a cluster read; a server listed under two shards, as in the emulation, counts once);
+        else this node's copy."""
+        source = "system.tables"
+        if self.cluster and sharded:
+            source = f"clusterAllReplicas({self.cluster}, system.tables)"
         found = self.rows(
-            f"SELECT sum(total_rows), sum(total_bytes), count() FROM {source} "
-            "WHERE database = {db:String} AND name = {t:String}",
+            "SELECT sum(r), sum(b), count() FROM (SELECT hostName() AS server, any(total_rows) AS r, "
+            f"any(total_bytes) AS b FROM {source} WHERE database = {{db:String}} AND name = {{t:String}} "
+            "GROUP BY server)",
             {"db": database, "t": table},
         )
         if not found or not found[0][2]:
@@ -131,6 +146,7 @@ class ClickHouseResource(dg.ConfigurableResource):
         return int(found[0][0] or 0), int(found[0][1] or 0)
 
     def columns(self, database: str, table: str) -> list[tuple[str, str]]:
+        """The table's columns on the node this resource talks to ([] if it has no such table)."""
         return [
             (r[0], r[1])
             for r in self.rows(
@@ -139,6 +155,39 @@ class ClickHouseResource(dg.ConfigurableResource):
                 {"db": database, "t": table},
             )
         ]
+
+    def shard_columns(self, database: str, table: str) -> dict[int, list[tuple[str, str]]]:
+        """The table's columns on every shard of the cluster, by shard number ([] where a shard has no such table:
+        an ``ON CLUSTER`` statement still queued or failed there)."""
+        if not self.cluster:
+            return {1: self.columns(database, table)}
+        shards = [int(r[0]) for r in self.rows(
+            "SELECT DISTINCT shard_num FROM system.clusters WHERE cluster = {c:String} ORDER BY shard_num",
+            {"c": self.cluster},
+        )]  # fmt: skip
+        found: dict[int, list[tuple[str, str]]] = {s: [] for s in shards}
+        for shard, name, typ in self.rows(
+            f"SELECT _shard_num, name, type FROM clusterAllReplicas({self.cluster}, system.columns) "
+            "WHERE database = {db:String} AND table = {t:String} ORDER BY _shard_num, position",
+            {"db": database, "t": table},
+        ):
+            found.setdefault(int(shard), []).append((name, typ))
+        return found
+
+    def distributed_target(self, database: str, table: str) -> tuple[str, str] | None:
+        """(local table, sharding key) of a Distributed table on the node this resource talks to, the node whose
+        definition readers use; None if there is no such Distributed table."""
+        found = self.rows(
+            "SELECT engine_full FROM system.tables WHERE database = {db:String} AND name = {t:String} "
+            "AND engine = 'Distributed'",
+            {"db": database, "t": table},
+        )
+        if not found:
+            return None
+        match = _DISTRIBUTED.match(found[0][0])
+        if not match:
+            raise ValueError(f"{database}.{table}: cannot read its Distributed engine: {found[0][0]}")
+        return match["local"], match["key"] or ""
 
     def ping(self) -> str:
         try:

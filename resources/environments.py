@@ -103,10 +103,15 @@ def spark_resource(env: Environment, object_store: ObjectStoreResource) -> Spark
 def clickhouse_resource(env: Environment) -> ClickHouseResource:
     svc = service("clickhouse-shard1-http")
     if env == "local" or in_process_clickhouse():
+        from platform_assets.warehouse.sharding import SCRATCH, sharded_tables
+
         return ClickHouseResource(
             dsn=_env("CLICKHOUSE_DSN", f"chdb://{data_dir() / 'clickhouse'}"),
             cluster=_env("CLICKHOUSE_CLUSTER", "platform") or None,
-            ddl_on_cluster=False,  # chDB runs no distributed DDL; its one-shard cluster is itself
+            # CLICKHOUSE_SHARDS=2: the engine emulates production's two shards (resources/chdb_cluster.py)
+            shards=int(_env("CLICKHOUSE_SHARDS", 1)),
+            sharded_tables=sharded_tables(),
+            node_local_databases=[SCRATCH],
             node=svc.node,
         )
     return ClickHouseResource(

@@ -23,10 +23,16 @@ def read_mart(clickhouse: ClickHouseResource, mart: Mart, limit: int | None = No
 def build_mart(clickhouse: ClickHouseResource, mart: Mart) -> None:
     """Replace the mart's table with the query's result in one statement: ClickHouse fills a hidden table and
     swaps it in atomically, so readers see the old table or the new one, and a failing query leaves the old one
-    (the same guarantee as a staging table, exchange and drops, in one statement instead of five)."""
-    clickhouse.command(f"CREATE DATABASE IF NOT EXISTS {DATABASE}")
+    (the same guarantee as a staging table, exchange and drops, in one statement instead of five).
+
+    On a cluster every node holds the whole mart (``ON CLUSTER``: each computes the query over the Distributed
+    tables), so a mart can be read through any node, also while another shard is down. Building one needs every
+    shard: an answer from some of them would be wrong, so unavailable shards are never skipped.
+    """
+    on_cluster = clickhouse.on_cluster()
+    clickhouse.command(f"CREATE DATABASE IF NOT EXISTS {DATABASE}{on_cluster}")
     clickhouse.command(
-        f"CREATE OR REPLACE TABLE {DATABASE}.{mart.name} ENGINE = MergeTree ORDER BY tuple() "
+        f"CREATE OR REPLACE TABLE {DATABASE}.{mart.name}{on_cluster} ENGINE = MergeTree ORDER BY tuple() "
         f"AS {mart.sql} SETTINGS {MART_SETTINGS}"
     )
 
@@ -50,7 +56,7 @@ def mart_asset(mart: Mart) -> dg.AssetsDefinition:
     def _mart(clickhouse: ClickHouseResource) -> dg.MaterializeResult:
         started = time.perf_counter()
         build_mart(clickhouse, mart)
-        rows, nbytes = clickhouse.table_stats(DATABASE, mart.name)
+        rows, nbytes = clickhouse.table_stats(DATABASE, mart.name, sharded=False)  # every node has it all
         header, preview = read_mart(clickhouse, mart, limit=10)
         return dg.MaterializeResult(
             metadata={

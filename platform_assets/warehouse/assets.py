@@ -110,7 +110,8 @@ def warehouse_table_asset(table: Table) -> dg.AssetsDefinition:
             raise permanent(f"warehouse/{table.name}: {exc}") from None
         context.log.info(f"{result.table} {span(days)}: {result.rows} changed rows in {result.seconds:.2f} s")
         pk = ", ".join(table.primary_key)
-        scope = f"({pk}) GLOBAL IN (SELECT {pk} FROM {src})" if src else "0"
+        # the day's keys: each shard reads them from the curated objects itself (no table to ship)
+        scope = f"({pk}) IN (SELECT {pk} FROM {src})" if src else "0"
         started = time.perf_counter()
         loaded = warehouse_latest_change(clickhouse, table)  # the newest change now held: lag and reconciliation
         checks = [unique_check(clickhouse, table, scope=scope), reconcile_check(clickhouse, oltp, table, days, loaded)]

@@ -77,7 +77,7 @@ def references_check(table: Table) -> dg.AssetChecksDefinition:
                 continue
             child, parent = ", ".join(fk.columns), ", ".join(fk.ref_columns)
             n = clickhouse.scalar(
-                f"SELECT count() FROM {DATABASE}.{table.name} WHERE is_deleted = 0 AND ({child}) NOT IN "
+                f"SELECT count() FROM {DATABASE}.{table.name} WHERE is_deleted = 0 AND ({child}) GLOBAL NOT IN "
                 f"(SELECT {parent} FROM {DATABASE}.{fk.references} WHERE is_deleted = 0) "
                 f"SETTINGS {READ_CURRENT}"
             )

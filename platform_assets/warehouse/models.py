@@ -16,7 +16,8 @@ its inputs changed:
 The model table is a ``ReplacingMergeTree(updated_at, is_deleted)`` like the tables, so applying the same changes
 again adds nothing a query can see, and the order in which days are applied does not matter: every application
 writes the current state of its keys. A first build (or ``full_refresh``, or changes touching most keys) builds a
-fresh table from the whole join and swaps it in atomically.
+fresh table from the whole join and swaps it in atomically: on a cluster, the model's other generation of local
+tables is filled on every shard and the Distributed table is switched to it in one statement (see ``sharding.py``).
 """
 
 from __future__ import annotations
@@ -28,22 +29,23 @@ from datetime import date
 
 from platform_assets.catalog import AUDIT_COLUMN, DELETED_COLUMN, MODELS, TABLES_BY_NAME, Model, clickhouse_type
 from platform_assets.warehouse.load import (
-    DATABASE,
     PARQUET_READ,
     LoadResult,
     create_sql,
     days_source,
     distributed_sql,
     engine,
-    local_name,
+    same_expression,
 )
+from platform_assets.warehouse.sharding import DATABASE, SCRATCH, generations, local_name
 from resources.clickhouse import ClickHouseResource
 from resources.object_store import ObjectStoreResource
 
 CONSISTENT = "matches_full_rebuild"  # the check that compares a model with a rebuild from its inputs (whole tables)
-# `final = 1`: every input is read as its current state (latest version per key, deleted keys gone);
-# `global`: a subquery over a Distributed table is evaluated once and shipped to the shards.
-READ_CURRENT = "final = 1, distributed_product_mode = 'global'"
+# `final = 1`: every input is read as its current state (latest version per key, deleted keys gone). On a cluster,
+# a subquery or join over a Distributed table or a scratch table is written GLOBAL (evaluated once, shipped to the
+# shards); the default `distributed_product_mode = 'deny'` refuses one that is not.
+READ_CURRENT = "final = 1"
 # Changes touching at least this share of a model's rows rebuild it whole instead (a full load, a large backfill).
 REBUILD_SHARE = 0.5
 
@@ -133,7 +135,7 @@ LEFT JOIN (SELECT * FROM {DATABASE}.region WHERE is_deleted = 0) AS r ON n.n_reg
             "nation": f"SELECT c.c_custkey AS key, n.{AUDIT_COLUMN} AS changed_at FROM {DATABASE}.customer AS c "
             "INNER JOIN {changes} AS n ON c.c_nationkey = n.n_nationkey",
             "region": f"SELECT c.c_custkey AS key, r.{AUDIT_COLUMN} AS changed_at FROM {DATABASE}.customer AS c "
-            f"INNER JOIN {DATABASE}.nation AS n ON c.c_nationkey = n.n_nationkey "
+            f"GLOBAL INNER JOIN {DATABASE}.nation AS n ON c.c_nationkey = n.n_nationkey "
             "INNER JOIN {changes} AS r ON n.n_regionkey = r.r_regionkey",
         },
     )
@@ -153,33 +155,68 @@ class ModelResult(LoadResult):
 
 
 def rebuild(ch: ClickHouseResource, spec: ModelSql) -> ModelResult:
-    """The whole model from the inputs' current state, into fresh tables swapped in atomically (every shard)."""
+    """The whole model from the inputs' current state, swapped in atomically (on a cluster: for every shard at once)."""
     started = time.perf_counter()
-    cluster, on_cluster = ch.cluster, ch.on_cluster()
-    local = local_name(spec.model, cluster)
-    cols = ", ".join(f"`{n}`" for n, _ in spec.table_columns)
-    with ch.replacing(DATABASE, local, sharded=bool(cluster)) as staging:
-        ch.command(create_sql(staging, spec.table_columns, engine(spec.model), on_cluster))
-        target = staging
-        if cluster:  # route rows to their shard through a Distributed table over the staging tables
-            target = f"{DATABASE}.{spec.name}__staging_dist"
-            ch.command(f"DROP TABLE IF EXISTS {target}{on_cluster} SYNC")
-            ch.command(
-                distributed_sql(spec.model, cluster, staging.split(".", 1)[1], target.split(".", 1)[1], on_cluster)
-            )
-        try:
-            ch.command(
-                f"INSERT INTO {target} ({cols}) SELECT *, 0 FROM ({spec.live(None)}) "
-                f"SETTINGS {READ_CURRENT}, distributed_foreground_insert = 1"
-            )
-        finally:
-            if cluster:
-                ch.command(f"DROP TABLE IF EXISTS {target}{on_cluster} SYNC")
-    if cluster:
-        ch.command(distributed_sql(spec.model, cluster, local, spec.name, on_cluster))
+    if ch.cluster:
+        local = rebuild_generation(ch, spec)
+    else:
+        local = spec.name
+        with ch.replacing(DATABASE, local) as staging:
+            ch.command(create_sql(staging, spec.table_columns, engine(spec.model)))
+            ch.command(f"INSERT INTO {staging} {insert_live(spec)}")
     rows, size = ch.table_stats(DATABASE, local)
     seconds = time.perf_counter() - started
     return ModelResult(f"{DATABASE}.{spec.name}", rows, size, ch.columns(DATABASE, spec.name), seconds, mode="rebuild")
+
+
+def insert_live(spec: ModelSql) -> str:
+    cols = ", ".join(f"`{n}`" for n, _ in spec.table_columns)
+    return f"({cols}) SELECT *, 0 FROM ({spec.live(None)}) SETTINGS {READ_CURRENT}, distributed_foreground_insert = 1"
+
+
+def rebuild_generation(ch: ClickHouseResource, spec: ModelSql) -> str:
+    """Fill the model's generation the Distributed table does not read, on every shard; then switch the Distributed
+    table to it (one statement per node: its readers see the old model or the new one, whole, on every shard); then
+    drop the old generation. Returns the new generation's local table.
+
+    A failure before the switch leaves readers on the old generation; the next rebuild drops what was left.
+    """
+    cluster, on_cluster = ch.cluster, ch.on_cluster()
+    current = ch.distributed_target(DATABASE, spec.name)
+    active = current[0] if current else None
+    fresh = next(g for g in generations(spec.model) if g != active)
+    ch.command(f"CREATE DATABASE IF NOT EXISTS {DATABASE}{on_cluster}")
+    ch.command(f"DROP TABLE IF EXISTS {DATABASE}.{fresh}{on_cluster} SYNC")
+    ch.command(create_sql(f"{DATABASE}.{fresh}", spec.table_columns, engine(spec.model), on_cluster))
+    # rows reach their shard's fresh table through a Distributed table on this node only
+    loader = f"{SCRATCH}.`{spec.name}__rebuild_{uuid.uuid4().hex[:8]}`"
+    ch.command(f"CREATE DATABASE IF NOT EXISTS {SCRATCH}")
+    ch.command(distributed_sql(spec.model, cluster, fresh, loader))
+    try:
+        ch.command(f"INSERT INTO {loader} {insert_live(spec)}")
+    finally:
+        ch.command(f"DROP TABLE IF EXISTS {loader} SYNC")
+    ch.command(distributed_sql(spec.model, cluster, fresh, spec.name, on_cluster))  # the switch
+    switched = ch.distributed_target(DATABASE, spec.name)
+    if not switched or switched[0] != fresh:
+        raise RuntimeError(f"{DATABASE}.{spec.name} still reads {switched} after the switch to {fresh}")
+    if active:
+        ch.command(f"DROP TABLE IF EXISTS {DATABASE}.{active}{on_cluster} SYNC")
+    return fresh
+
+
+def model_local(ch: ClickHouseResource, spec: ModelSql) -> str | None:
+    """The local table holding the model's rows (on a cluster: the generation its Distributed table reads)."""
+    if not ch.cluster:
+        return spec.name if ch.columns(DATABASE, spec.name) else None
+    current = ch.distributed_target(DATABASE, spec.name)
+    return current[0] if current else None
+
+
+def resharded(ch: ClickHouseResource, spec: ModelSql) -> bool:
+    """The catalog's shard key for the model is not the one its rows were placed by (a rebuild moves them all)."""
+    current = ch.distributed_target(DATABASE, spec.name) if ch.cluster else None
+    return bool(current) and not same_expression(ch, current[1], spec.model.shard_key)
 
 
 def affected_sql(ch: ClickHouseResource, store: ObjectStoreResource, spec: ModelSql, days: dict[str, list[date]]):
@@ -200,13 +237,15 @@ def apply_changes(
     """Bring the model's rows of every grain key its inputs changed on ``days`` (per input) to their current state."""
     started = time.perf_counter()
     target = f"{DATABASE}.{spec.name}"
-    if not ch.columns(DATABASE, spec.name):  # first build
+    local = model_local(ch, spec)
+    if local is None or resharded(ch, spec):  # first build, or the catalog's shard key changed
         return rebuild(ch, spec)
     select = affected_sql(ch, store, spec, days)
     if select is None:
-        _, size = ch.table_stats(DATABASE, local_name(spec.model, ch.cluster))
+        _, size = ch.table_stats(DATABASE, local)
         return ModelResult(target, 0, size, ch.columns(DATABASE, spec.name), time.perf_counter() - started, scope="0")
-    changed = f"{DATABASE}.`{spec.name}__changes_{uuid.uuid4().hex[:8]}`"  # this run's keys, on the node running it
+    changed = f"{SCRATCH}.`{spec.name}__changes_{uuid.uuid4().hex[:8]}`"  # this run's keys, on the node running it
+    ch.command(f"CREATE DATABASE IF NOT EXISTS {SCRATCH}")
     ch.command(f"CREATE TABLE {changed} ENGINE = Memory AS {select} SETTINGS {PARQUET_READ}, {READ_CURRENT}")
     try:
         keys = int(ch.scalar(f"SELECT count() FROM {changed}"))
@@ -219,7 +258,7 @@ def apply_changes(
         written, deleted = upsert_keys(ch, spec, changed)
     finally:
         ch.command(f"DROP TABLE IF EXISTS {changed} SYNC")
-    _, size = ch.table_stats(DATABASE, local_name(spec.model, ch.cluster))
+    _, size = ch.table_stats(DATABASE, local)
     return ModelResult(
         target, written, size, ch.columns(DATABASE, spec.name), time.perf_counter() - started, keys=keys,
         deleted=deleted, scope=f"{spec.grain} GLOBAL IN (SELECT key FROM ({select}))",
