@@ -1,5 +1,6 @@
 """Schedules, sensors and automation conditions as declared (no stack): what runs on its own, and when."""
 
+import json
 import os
 from datetime import UTC, date, datetime, timedelta
 
@@ -155,3 +156,45 @@ def test_landing_keys_are_validated_and_grouped_per_table_and_day():
         assert "landed_file" in str(exc)
     else:
         raise AssertionError("a misspelt config key was accepted")
+
+
+def test_a_landed_file_outside_the_change_days_is_skipped_and_never_stalls_the_sensor():
+    """A supplier's file stamped 2099 (or before the seed day) once failed every tick: the cursor never moved."""
+    from platform_assets.automation.landing_sensor import SENSOR
+    from resources.object_store import ObjectStoreResource
+
+    objects = {
+        "landing/orders/2099-01-01/x.parquet": "e1",
+        "landing/orders/1990-01-01/y.parquet": "e2",
+        "landing/orders/1998-08-05/z.parquet": "e3",
+    }
+
+    class ListedStore(ObjectStoreResource):
+        def list_objects(self, prefix):
+            return [{"Key": k, "ETag": f'"{e}"'} for k, e in objects.items()]
+
+    definitions = defs()
+    store = ListedStore(endpoint_url="http://127.0.0.1:9", bucket="lake", aws_access_key_id="k",
+                        aws_secret_access_key="s")  # fmt: skip
+    warned: list[str] = []
+
+    def tick(cursor):
+        with dg.instance_for_test() as instance, dg.build_sensor_context(
+            instance=instance, cursor=cursor, definitions=definitions, sensor_name=SENSOR,
+            resources={**definitions.resources, "object_store": store},
+        ) as context:  # fmt: skip
+            context.log.warning = warned.append
+            return definitions.resolve_sensor_def(SENSOR).evaluate_tick(context)
+
+    first = tick(None)
+    assert [(r.partition_key, r.run_config["ops"]) for r in first.run_requests] == [
+        ("1998-08-05", {"raw__orders": {"config": {"landed_files": ["landing/orders/1998-08-05/z.parquet"]}}})
+    ]
+    assert sorted(w.split(":")[1].removeprefix(" skipped ") for w in warned) == sorted(
+        k for k in objects if "1998" not in k
+    )
+    assert "table orders, day 2099-01-01 is not a change day (1998-08-03.." in " ".join(warned)
+    assert set(json.loads(first.cursor)) == set(objects)  # the cursor moved past all three
+    warned.clear()
+    again = tick(first.cursor)
+    assert again.run_requests in (None, []) and warned == []  # reported once, not every tick

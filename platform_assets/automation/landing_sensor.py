@@ -2,7 +2,9 @@
 
 Each new object (key + ETag, so a re-upload under the same key counts as new) is requested once, in a run of the
 same raw → curated → warehouse assets for its table and day; the raw asset ingests the files named by the run tag.
-Keys that do not follow the layout are reported once in the log and skipped.
+Keys that do not follow the layout, and files of a day that is not a change-day partition (before the seed day, or
+after today: a stamp in year 2099), are reported once in the log and skipped: one bad file never fails a tick, so
+the cursor moves on and every other file is still ingested. A skipped file counts again when uploaded again.
 """
 
 import hashlib
@@ -12,6 +14,7 @@ from collections import defaultdict
 import dagster as dg
 
 from platform_assets.jobs import incremental_job, per_day_checks, table_keys, with_downstream
+from platform_assets.partitions import DAILY
 from platform_assets.paths import landing_prefix
 from platform_assets.raw.landing import parse_landing_key
 from resources.object_store import ObjectStoreResource
@@ -32,6 +35,11 @@ def run_requests(new: dict[str, str], log=None, checks=None, downstream=None) ->
     for key in new:
         try:
             f = parse_landing_key(key)
+            if not DAILY.has_partition_key(f.day.isoformat()):
+                raise ValueError(
+                    f"{key}: table {f.table.name}, day {f.day} is not a change day "
+                    f"({DAILY.get_first_partition_key()}..{DAILY.get_last_partition_key()})"
+                )
         except ValueError as exc:
             if log is not None:
                 log.warning(f"landing: skipped {exc}")
