@@ -43,7 +43,7 @@ class Changes:
     since: str = NOTHING_SEEN
     until: str = NOTHING_SEEN
     latest_xid: int = 0  # the newest writing transaction among the changes (0: none)
-    days: dict[date, dict[str, list[int]]] = field(default_factory=lambda: defaultdict(dict))
+    days: dict[date | str, dict[str, list[int]]] = field(default_factory=lambda: defaultdict(dict))
 
     @property
     def cursor(self) -> dict[str, str]:
@@ -56,7 +56,7 @@ class Changes:
     def summary(self) -> str:
         return ", ".join(
             f"{day}: " + " ".join(f"{t}+{r}/-{d}" for t, (r, d) in sorted(per.items()))
-            for day, per in sorted(self.days.items())
+            for day, per in sorted(self.days.items(), key=lambda item: str(item[0]))
         )
 
 
@@ -74,9 +74,17 @@ def scan(oltp: OltpPostgresResource, cursor: dict | None) -> Changes:
         params = {"seen": out.since, "xmin": snapshot_xmin(out.since)}
         for table in TABLES:
             for day, slot, n, latest in conn.execute(changes_by_day_sql(table), params).fetchall():
-                out.days[day].setdefault(table.name, [0, 0])[slot] += n
+                out.days[as_day(day)].setdefault(table.name, [0, 0])[slot] += n
                 out.latest_xid = max(out.latest_xid, latest)
     return out
+
+
+def as_day(text: str) -> date | str:
+    """A change day; a stamp no day can hold (``infinity``, year 10000 and later) stays text, to be reported."""
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        return text
 
 
 def current_cursor(oltp: OltpPostgresResource) -> dict[str, str]:
@@ -136,22 +144,24 @@ def run_requests(
 
 
 def split_by_partition(changes: Changes, first_key: str, last_key: str) -> tuple[Changes, dict, dict]:
-    """(changes on existing partitions, days not yet a partition, days before the first partition).
+    """(changes on existing partitions, the day after the last partition, changes no partition will hold).
 
-    A day after the last partition (the database's clock a little ahead of the daemon's at midnight) is read again
-    on the next tick; a day before the first can never be loaded and is reported.
+    The day after the last partition (the database's clock a little ahead of the daemon's at midnight) is read
+    again on the next tick. A day before the first, a later day (a stamp in year 9999) or no day at all
+    (``infinity``) can never be loaded: reported, and the cursor moves on, so one bad stamp holds nothing back.
     """
     loadable = Changes(changes.since, changes.until, changes.latest_xid)
-    ahead, before = {}, {}
+    ahead, unloadable = {}, {}
+    tomorrow = (date.fromisoformat(last_key) + timedelta(days=1)).isoformat()
     for day, per_table in changes.days.items():
-        key = day.isoformat()
-        if key > last_key:
+        key = day.isoformat() if isinstance(day, date) else day
+        if not isinstance(day, date) or key < first_key or key > tomorrow:
+            unloadable[key] = per_table
+        elif key > last_key:
             ahead[key] = per_table
-        elif key < first_key:
-            before[key] = per_table
         else:
             loadable.days[day] = per_table
-    return loadable, ahead, before
+    return loadable, ahead, unloadable
 
 
 @dg.sensor(
@@ -166,9 +176,9 @@ def oltp_changes_sensor(context: dg.SensorEvaluationContext, oltp: OltpPostgresR
     previous = json.loads(context.cursor) if context.cursor else None
     changes = scan(oltp, previous)
     first, last = DAILY.get_first_partition_key(), DAILY.get_last_partition_key()
-    loadable, ahead, before = split_by_partition(changes, first, last)
-    if before:
-        context.log.error(f"changes stamped before the first change day {first} cannot be loaded: {before}")
+    loadable, ahead, unloadable = split_by_partition(changes, first, last)
+    if unloadable:  # per day: table -> [rows, deletes]; matches_oltp names their keys, repair_warehouse restamps them
+        context.log.error(f"changes stamped outside the change days {first}..{last} cannot be loaded: {unloadable}")
     skip = None
     if previous is None and context.instance is not None:  # first tick: days already loaded need no run
         skip = {t: set(context.instance.get_materialized_partitions(dg.AssetKey(["raw", t]))) for t in loadable.tables}

@@ -4,9 +4,10 @@ Applications write the way they do (plain INSERT/UPDATE/DELETE/TRUNCATE, with or
 triggers installed here make the database record every change:
 
 * ``BEFORE INSERT OR UPDATE``: ``updated_at`` := the session's ``platform.change_time`` when set (the simulator
-  stamps its simulated day), else ``clock_timestamp()`` — taken after the row lock, so of two writers of one key the
-  later one always carries the later stamp (``now()``, the transaction's start, would not); and ``change_xid`` :=
-  the writing transaction's id.
+  stamps its simulated day; any session can set it, so a time after now, or ``infinity``, is refused with an error
+  rather than stored: a stamp in year 9999 stands for a change day that never comes), else ``clock_timestamp()`` —
+  taken after the row lock, so of two writers of one key the later one always carries the later stamp (``now()``,
+  the transaction's start, would not); and ``change_xid`` := the writing transaction's id.
 * ``AFTER DELETE`` and ``AFTER UPDATE`` of the primary key: the old key goes to the tombstone table
   ``deleted_rows`` with the same two stamps; ``BEFORE TRUNCATE``: every key of the table does.
 
@@ -29,7 +30,7 @@ CHANGE_TIME_SETTING = "platform.change_time"
 
 # bigint: psycopg, DuckDB and JSON cursors all take it as is (xid8 is 64-bit, so no wraparound either)
 _XID = "pg_current_xact_id()::text::bigint"
-_STAMP = f"coalesce(nullif(current_setting('{CHANGE_TIME_SETTING}', true), '')::timestamptz, clock_timestamp())"
+_STAMP = "change_stamp()"
 SNAPSHOT_SQL = "SELECT pg_current_snapshot()::text"
 NOTHING_SEEN = "1:1:"  # a snapshot in which no transaction is visible: read everything
 
@@ -58,6 +59,21 @@ def capture_sql() -> list[str]:
         f"ALTER TABLE {TOMBSTONE_TABLE} ADD COLUMN IF NOT EXISTS {CHANGE_XID} bigint NOT NULL DEFAULT {_XID}",
         f"CREATE INDEX IF NOT EXISTS {TOMBSTONE_TABLE}_deleted_at_idx ON {TOMBSTONE_TABLE} (deleted_at)",
         f"CREATE INDEX IF NOT EXISTS {TOMBSTONE_TABLE}_{CHANGE_XID}_idx ON {TOMBSTONE_TABLE} ({CHANGE_XID})",
+        f"""CREATE OR REPLACE FUNCTION change_stamp() RETURNS timestamptz LANGUAGE plpgsql AS $$
+DECLARE
+  requested text := nullif(current_setting('{CHANGE_TIME_SETTING}', true), '');
+  stamp timestamptz;
+BEGIN
+  IF requested IS NULL THEN
+    RETURN clock_timestamp();
+  END IF;
+  stamp := requested::timestamptz;
+  IF NOT isfinite(stamp) OR stamp > clock_timestamp() THEN
+    RAISE EXCEPTION '{CHANGE_TIME_SETTING} = %: a change is stamped at a time up to now', requested
+      USING ERRCODE = 'invalid_parameter_value';
+  END IF;
+  RETURN stamp;
+END $$""",
         f"""CREATE OR REPLACE FUNCTION stamp_change() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
   NEW.{AUDIT_COLUMN} := {_STAMP};
@@ -105,15 +121,25 @@ def drop_sql() -> list[str]:
     return [
         f"DROP TABLE IF EXISTS {TOMBSTONE_TABLE}",
         *(f"DROP FUNCTION IF EXISTS {f}() CASCADE" for f in ("stamp_change", "record_delete", "record_truncate")),
+        "DROP FUNCTION IF EXISTS change_stamp()",
     ]
+
+
+def _day(column: str) -> str:
+    """The change day of a stamp as ``YYYY-MM-DD`` text; a stamp no day can hold (``infinity``, year 10000 and
+    later, written while the triggers were off) comes back as its own text, for the sensor to report."""
+    return (
+        f"CASE WHEN isfinite({column}) AND {column} < '10000-01-01 00:00:00+00' "
+        f"THEN to_char({column} AT TIME ZONE 'UTC', 'YYYY-MM-DD') ELSE {column}::text END"
+    )
 
 
 def changes_by_day_sql(t: Table) -> str:
     """Rows (slot 0) and deletes (slot 1) of ``t`` written by transactions the snapshot ``%(seen)s`` did not see,
-    per change day, with the newest writing transaction."""
+    per change day (text), with the newest writing transaction."""
     return (
-        f"SELECT ({AUDIT_COLUMN} AT TIME ZONE 'UTC')::date AS day, 0 AS slot, count(*), max({CHANGE_XID}) "
+        f"SELECT {_day(AUDIT_COLUMN)} AS day, 0 AS slot, count(*), max({CHANGE_XID}) "
         f"FROM {t.name} WHERE {unseen_sql()} GROUP BY 1 "
-        f"UNION ALL SELECT (deleted_at AT TIME ZONE 'UTC')::date, 1, count(*), max({CHANGE_XID}) "
+        f"UNION ALL SELECT {_day('deleted_at')}, 1, count(*), max({CHANGE_XID}) "
         f"FROM {TOMBSTONE_TABLE} WHERE table_name = '{t.name}' AND {unseen_sql()} GROUP BY 1"
     )
