@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import dagster as dg
 from dagster_pyspark.resources import spark_session_from_config
@@ -108,8 +109,9 @@ class SparkResource(dg.ConfigurableResource):
             **self.object_store.spark_conf(),
         }
         if self.remote:
-            url = self.remote if not self.token else f"{self.remote.rstrip('/')}/;token={self.token}"
-            conf["spark.remote"] = url
+            # quoted: `=`, `/` and `;` separate the URL's parameters (pyspark unquotes the value)
+            token = f"/;token={quote(self.token, safe='')}" if self.token else ""
+            conf["spark.remote"] = f"{self.remote.rstrip('/')}{token}"
         else:
             conf.update(
                 {
@@ -135,7 +137,12 @@ class SparkResource(dg.ConfigurableResource):
         return conf
 
     def unavailable(self, reason: object) -> ServiceUnavailableError:
-        return ServiceUnavailableError(self.node, "spark-connect" if self.remote else "spark", self.endpoint, reason)
+        """The one-line error of an unreachable or misconfigured Spark; never with the token in it (the line goes to
+        the UI, the event log and the failure webhook)."""
+        text = str(reason)
+        for secret in {self.token, quote(self.token or "", safe="")} - {None, ""}:
+            text = text.replace(secret, "***")
+        return ServiceUnavailableError(self.node, "spark-connect" if self.remote else "spark", self.endpoint, text)
 
     @property
     def session(self):
