@@ -325,6 +325,12 @@ def test_landed_files_are_ingested_once_through_raw_curated_and_warehouse(platfo
         schema=arrow_schema(TABLES_BY_NAME["nation"]),
     )
     bad = region.drop_columns(["r_comment"])
+    # a supplier's row for a key the OLTP holds (region 1 is AMERICA): it must not replace the OLTP's row
+    hijack = region.set_column(0, "r_regionkey", pa.array([1], pa.int32())).set_column(1, "r_name", pa.array(["X"]))
+    hijack = hijack.set_column(
+        3, "updated_at", pa.array([datetime(1998, 8, 12, 9, 0, tzinfo=UTC)], pa.timestamp("us", "UTC"))
+    )
+    _land(object_store, f"{landing_prefix('region')}1998-08-12/hijack.parquet", hijack)
     _land(object_store, f"{landing_prefix('region')}{day}/atlantis.parquet", region)
     _land(object_store, f"{landing_prefix('nation')}{day}/poseidonia.csv", nation, "csv")
     _land(object_store, f"{landing_prefix('region')}1998-08-11/broken.parquet", bad)
@@ -335,15 +341,22 @@ def test_landed_files_are_ingested_once_through_raw_curated_and_warehouse(platfo
         (day, "nation"),
         (day, "region"),
         ("1998-08-11", "region"),
+        ("1998-08-12", "region"),
     ]
     assert evaluate_sensor(platform.defs, LANDING_SENSOR, platform.instance, cursor)[0] == []  # picked up once
 
     applied = execute_requests(platform.defs, platform.instance, requests)
     ok = [r for r in applied.results if r.success]
     assert len(ok) == 2
-    broken = next(r for r in applied.results if not r.success)
-    failed = [c for c in broken.get_asset_check_evaluations() if not c.passed]
-    assert "broken.parquet" in failed[0].description and "r_comment" in failed[0].description
+    failed = [c.description for r in applied.results if not r.success for c in r.get_asset_check_evaluations()
+              if not c.passed]  # fmt: skip
+    assert any("broken.parquet" in d and "r_comment" in d for d in failed)
+    assert any(
+        "hijack.parquet (table region, partition 1998-08-12), column r_regionkey: 1 key(s) the OLTP holds (1)" in d
+        for d in failed
+    ), failed
+    assert clickhouse.rows("SELECT r_name FROM warehouse.region FINAL WHERE r_regionkey = 1") == [("AMERICA",)]
+    assert not object_store.list_keys(raw_prefix("region", "1998-08-12"))  # refused whole: nothing of it written
     assert clickhouse.rows("SELECT r_name FROM warehouse.region FINAL WHERE r_regionkey = 100") == [("ATLANTIS",)]
     assert clickhouse.rows("SELECT n_name, n_regionkey FROM warehouse.nation FINAL WHERE n_nationkey = 100") == [
         ("POSEIDONIA", 100)
@@ -352,3 +365,22 @@ def test_landed_files_are_ingested_once_through_raw_curated_and_warehouse(platfo
     assert len(object_store.list_keys(raw_prefix("region", day))) == 1
     execute_requests(platform.defs, platform.instance, requests[:1])
     assert len(object_store.list_keys(raw_prefix("region", day))) == 1
+
+
+def test_a_landed_row_that_replaced_an_oltp_row_is_a_divergence(platform, oltp, clickhouse, object_store):
+    """Landed keys are left out of matches_oltp, but not those the OLTP holds: such a row (landed before keys were
+    checked at ingestion) is reported as differing, so repair_warehouse puts the OLTP's row back."""
+    from platform_assets.warehouse.divergence import landed_keys
+    from platform_assets.warehouse.table_diff import diff_table
+
+    region = TABLES_BY_NAME["region"]
+    stamp = pa.array([datetime(1998, 8, 13, 9, 0, tzinfo=UTC)], pa.timestamp("us", "UTC"))
+    row = pa.table({"r_regionkey": pa.array([2], pa.int32()), "r_name": ["X"], "r_comment": ["landed"],
+                    "updated_at": stamp}, schema=arrow_schema(region))  # fmt: skip
+    key = f"{raw_prefix('region', '1998-08-13')}landed-legacy.parquet"
+    pq.write_table(row, f"{object_store.bucket}/{key}", filesystem=object_store.arrow_fs())
+    assert run(platform, "1998-08-13", chain("region")[1:]).success  # curated and warehouse of that day
+    assert clickhouse.scalar("SELECT r_name FROM warehouse.region FINAL WHERE r_regionkey = 2") == "X"
+    skipped = landed_keys(object_store, clickhouse, oltp, region)
+    assert (100,) in skipped and (2,) not in skipped  # landed keys the OLTP does not hold stay out
+    assert diff_table(oltp, clickhouse, region, skipped).changed == [(2,)]

@@ -68,7 +68,8 @@ def raw_asset(table: Table) -> dg.AssetsDefinition:
         object_store: ObjectStoreResource,
     ):
         if config.landed_files:  # a run for files dropped under landing/: ingest them instead of the OLTP
-            yield from ingest_landed(context, table, object_store, [parse_landing_key(k) for k in config.landed_files])
+            files = [parse_landing_key(k) for k in config.landed_files]
+            yield from ingest_landed(context, table, object_store, oltp, files)
         else:
             yield from extract_from_oltp(context, table, oltp, object_store)
 
@@ -131,13 +132,19 @@ def extract_from_oltp(
     )
 
 
-def ingest_landed(context: dg.AssetExecutionContext, table: Table, store: ObjectStoreResource, files: list[LandedFile]):
+def ingest_landed(
+    context: dg.AssetExecutionContext,
+    table: Table,
+    store: ObjectStoreResource,
+    oltp: OltpPostgresResource,
+    files: list[LandedFile],
+):
     """The landed files of ``table`` on the partition's days, checked against the catalog as they are read."""
     started = time.perf_counter()
     days = set(days_of(context))
     mine = [f for f in files if f.table.name == table.name and f.day in days]
     try:
-        written = [ingest(store, f) for f in mine]
+        written = [ingest(store, oltp, f) for f in mine]
     except SchemaMismatchError as exc:
         yield from _schema_failure(table, sorted(days), exc)
     rows = sum(n for _, n in written)

@@ -1,7 +1,8 @@
 """Files dropped under ``landing/<table>/<day>/`` (Parquet or CSV) become raw objects of that table and day.
 
-The file is read with the catalog's schema, every row is checked (types, nulls, and ``updated_at`` on the day the
-path names) and written as ``raw/<table>/<day>/landed-<id>.parquet``, where ``<id>`` derives from the landing key:
+The file is read with the catalog's schema, every row is checked (types, nulls, ``updated_at`` on the day the path
+names, and no key the OLTP holds: the OLTP is the source of truth for its keys, so a landed row must not replace
+one) and written as ``raw/<table>/<day>/landed-<id>.parquet``, where ``<id>`` derives from the landing key:
 ingesting the same file again replaces its raw object, never adds a second one. From there the file takes the same
 path as OLTP changes: curated (Spark) and the warehouse.
 """
@@ -19,9 +20,11 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from platform_assets.catalog import AUDIT_COLUMN, TABLES_BY_NAME, Table, arrow_schema
+from platform_assets.oltp.keys import held_by_oltp
 from platform_assets.paths import LANDED_FILES, LANDING, raw_prefix
 from platform_assets.raw.extract import SchemaMismatchError, conform_batch
 from resources.object_store import ObjectStoreResource
+from resources.oltp_postgres import OltpPostgresResource
 
 LANDING_KEY = re.compile(
     LANDING + r"(?P<table>[a-z_][a-z0-9_]*)/(?P<day>\d{4}-\d{2}-\d{2})/[^/]+\.(?P<fmt>parquet|csv)$"
@@ -66,8 +69,9 @@ def _read(store: ObjectStoreResource, file: LandedFile, schema: pa.Schema) -> pa
         )
 
 
-def ingest(store: ObjectStoreResource, file: LandedFile) -> tuple[str, int]:
-    """Validate a landed file against the catalog and write it as a raw object of its day; (raw key, rows)."""
+def ingest(store: ObjectStoreResource, oltp: OltpPostgresResource, file: LandedFile) -> tuple[str, int]:
+    """Validate a landed file against the catalog and the OLTP's keys and write it as a raw object of its day;
+    (raw key, rows). A file that fails is refused whole: nothing of it is written."""
     table, schema = file.table, arrow_schema(file.table)
     where = f"{file.key} (table {table.name}, partition {file.day})"
     try:
@@ -80,6 +84,14 @@ def ingest(store: ObjectStoreResource, file: LandedFile) -> tuple[str, int]:
     outside = (pc.sum(pc.not_equal(days, pa.scalar(file.day, pa.date32()))).as_py() or 0) if len(conformed) else 0
     if outside:
         raise SchemaMismatchError(f"{where}, column {AUDIT_COLUMN}: {outside} row(s) not changed on {file.day}")
+    keys = sorted(set(zip(*(conformed.column(k).to_pylist() for k in table.primary_key), strict=True)))
+    held = sorted(held_by_oltp(oltp, table, keys))
+    if held:
+        shown = ", ".join(str(k[0] if len(k) == 1 else k) for k in held[:5]) + (", …" if len(held) > 5 else "")
+        raise SchemaMismatchError(
+            f"{where}, column {', '.join(table.primary_key)}: {len(held)} key(s) the OLTP holds ({shown}); the OLTP "
+            "is their source of truth, so the file is refused (land only keys the OLTP does not have)"
+        )
     target = landed_key(file)
     pq.write_table(conformed, f"{store.bucket}/{target}", filesystem=store.arrow_fs(), compression="zstd")
     return target, conformed.num_rows

@@ -17,6 +17,7 @@ from platform_assets.automation.oltp_changes import SENSOR, seen
 from platform_assets.catalog import TABLES, TABLES_BY_NAME, Table, pg_type
 from platform_assets.jobs import INCREMENTAL_JOB
 from platform_assets.oltp.capture import TOMBSTONE_TABLE, snapshot_xmin, unseen_sql
+from platform_assets.oltp.keys import held_by_oltp, in_keys, keys_param
 from platform_assets.paths import LANDED_FILES, raw_prefix
 from platform_assets.warehouse.table_diff import MATCHES_OLTP, TableDiff, diff_table
 from resources.clickhouse import ClickHouseResource
@@ -27,19 +28,6 @@ DAILY_AT = "0 3 * * *"
 REPAIR_JOB = "repair_warehouse"
 _IN_FLIGHT = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.STARTING,
               dg.DagsterRunStatus.STARTED]  # fmt: skip
-
-
-def _keys_param(table: Table, keys: list[tuple]) -> tuple[str, dict]:
-    """``unnest(…)`` of ``keys`` as one typed array per primary-key column, and its named parameters."""
-    arrays = ", ".join(f"%(key{i})s::{pg_type(table.column(k).type)}[]" for i, k in enumerate(table.primary_key))
-    params = {f"key{i}": list(column) for i, column in enumerate(zip(*keys, strict=True))}
-    return f"unnest({arrays}) AS k({', '.join(table.primary_key)})", params
-
-
-def _in_keys(table: Table, keys: list[tuple]) -> tuple[str, dict]:
-    """``(pk) IN (…keys…)`` and its named parameters."""
-    source, params = _keys_param(table, keys)
-    return f"({', '.join(table.primary_key)}) IN (SELECT * FROM {source})", params
 
 
 def _changes_in_flight(instance: dg.DagsterInstance | None) -> bool:
@@ -67,7 +55,7 @@ def unseen_keys(oltp: OltpPostgresResource, table: Table, keys: list[tuple], sna
     sensor has not read yet, so a difference there is a change on its way, not a divergence."""
     if not keys:
         return set()
-    cond, params = _in_keys(table, keys)
+    cond, params = in_keys(table, keys)
     params.update(seen=snapshot, xmin=snapshot_xmin(snapshot), table=table.name)
     pk = ", ".join(table.primary_key)
     typed = ", ".join(f"(pk->>'{k}')::{pg_type(table.column(k).type)}" for k in table.primary_key)
@@ -82,13 +70,18 @@ def unseen_keys(oltp: OltpPostgresResource, table: Table, keys: list[tuple], sna
     return found & set(keys)
 
 
-def landed_keys(store: ObjectStoreResource, ch: ClickHouseResource, table: Table) -> set[tuple]:
-    """Keys the warehouse took from landed files (``raw/<t>/<day>/landed-*``): not the OLTP's to reconcile."""
+def landed_keys(
+    store: ObjectStoreResource, ch: ClickHouseResource, oltp: OltpPostgresResource, table: Table
+) -> set[tuple]:
+    """Keys the warehouse took from landed files (``raw/<t>/<day>/landed-*``) that the OLTP does not hold: not the
+    OLTP's to reconcile. A landed key the OLTP holds stays in the comparison: the OLTP is its source of truth, so a
+    landed row that replaced the OLTP's is a divergence, reported and repaired like any other."""
     files = [k for k, _ in store.list_keys(raw_prefix(table.name)) if k.rsplit("/", 1)[-1].startswith(LANDED_FILES)]
     if not files:
         return set()
     source = store.clickhouse_s3("{" + ",".join(files) + "}")
-    return {tuple(r) for r in ch.rows(f"SELECT DISTINCT {', '.join(table.primary_key)} FROM {source}")}
+    landed = {tuple(r) for r in ch.rows(f"SELECT DISTINCT {', '.join(table.primary_key)} FROM {source}")}
+    return landed - held_by_oltp(oltp, table, sorted(landed))
 
 
 def matches_oltp_check(table: Table) -> dg.AssetChecksDefinition:
@@ -105,7 +98,7 @@ def matches_oltp_check(table: Table) -> dg.AssetChecksDefinition:
         clickhouse: ClickHouseResource,
         object_store: ObjectStoreResource,
     ) -> dg.AssetCheckResult:
-        diff = diff_table(oltp, clickhouse, table, landed_keys(object_store, clickhouse, table))
+        diff = diff_table(oltp, clickhouse, table, landed_keys(object_store, clickhouse, oltp, table))
         snapshot = sensor_snapshot(context.instance)
         pending = unseen_keys(oltp, table, diff.keys, snapshot) if snapshot is not None else set()
         in_flight = not diff.equal and (len(pending) == len(diff.keys) or _changes_in_flight(context.instance))
@@ -140,11 +133,11 @@ def recapture(oltp: OltpPostgresResource, table: Table, diff: TableDiff) -> tupl
     with oltp.connect() as conn, conn.transaction():
         present = diff.only_in_oltp + diff.changed
         if present:  # a no-op update: the capture trigger stamps the rows as changed now
-            cond, params = _in_keys(table, present)
+            cond, params = in_keys(table, present)
             k0 = table.primary_key[0]
             touched = conn.execute(f"UPDATE {table.name} SET {k0} = {k0} WHERE {cond}", params).rowcount
         if diff.only_in_warehouse:  # gone from the OLTP without a trace: record the delete the trigger missed
-            source, params = _keys_param(table, diff.only_in_warehouse)
+            source, params = keys_param(table, diff.only_in_warehouse)
             pairs = ", ".join(f"'{k}', k.{k}" for k in table.primary_key)
             tombstones = conn.execute(
                 f"INSERT INTO {TOMBSTONE_TABLE} (table_name, pk, deleted_at) "
@@ -164,7 +157,7 @@ def repair_tables(context: dg.OpExecutionContext, config: RepairConfig, oltp: Ol
     out = {}
     for name in config.tables:
         table = TABLES_BY_NAME[name]
-        diff = diff_table(oltp, clickhouse, table, landed_keys(object_store, clickhouse, table))
+        diff = diff_table(oltp, clickhouse, table, landed_keys(object_store, clickhouse, oltp, table))
         touched, tombstones = recapture(oltp, table, diff) if not diff.equal else (0, 0)
         context.log.info(f"{name}: {diff.describe()}; re-captured {touched} row(s), {tombstones} tombstone(s)")
         out[name] = {"differing_keys": len(diff.keys), "touched": touched, "tombstones": tombstones}
