@@ -126,6 +126,10 @@ class Upstream:
                 self.end_headers()
                 self.wfile.write(UPSTREAM_BODY)
 
+            def do_POST(self) -> None:
+                self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                self.do_GET()
+
             def log_message(self, format: str, *args: Any) -> None:
                 pass
 
@@ -270,3 +274,49 @@ def test_live_no_plain_http_anywhere(live: Live) -> None:
     response = conn.getresponse()
     assert response.status == 400 and response.getheader("Location") is None  # plain HTTP on 443: no redirect
     conn.close()
+
+
+MUTATION = '{"query": "mutation { launchRun(executionParams: {}) { __typename } }"}'
+
+
+def _send(live: Live, method: str, path: str, headers: dict[str, str], body: str | None, auth) -> int:
+    conn = http.client.HTTPSConnection("localhost", live.https_port, timeout=10)
+    conn.sock = _tls(live.ca, live.https_port)
+    headers = {**headers, "Authorization": "Basic " + base64.b64encode(":".join(auth).encode()).decode()}
+    conn.request(method, path, body=body, headers=headers)
+    response = conn.getresponse()
+    response.read()
+    conn.close()
+    return response.status
+
+
+FORGED = {  # what a page on another site can make the operator's browser send, with the cached login
+    "text/plain POST": ("POST", "/graphql", {"Content-Type": "text/plain"}, MUTATION, 415),
+    "form POST": ("POST", "/graphql", {"Content-Type": "application/x-www-form-urlencoded"}, "query=mutation", 415),
+    "GET with the query": ("GET", "/graphql?query=mutation%20%7B%20launchRun%20%7D", {}, None, 405),
+    "JSON from another origin": ("POST", "/graphql", {"Content-Type": "application/json",
+                                                      "Origin": "https://evil.example"}, MUTATION, 403),
+    "cross-site fetch": ("POST", "/graphql", {"Content-Type": "application/json", "Sec-Fetch-Site": "cross-site"},
+                         MUTATION, 403),
+    "websocket from another origin": ("GET", "/graphql", {"Upgrade": "websocket", "Connection": "Upgrade",
+                                                          "Origin": "https://evil.example"}, None, 403),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("name", FORGED)
+def test_live_cross_site_requests_never_reach_the_webserver(proxy: Proxy, live: Live, name: str) -> None:
+    method, path, headers, body, status = FORGED[name]
+    before = len(live.upstream.paths)
+    assert _send(live, method, path, headers, body, (proxy.env["DAGSTER_UI_USER"], proxy.password)) == status
+    assert live.upstream.paths[before:] == [], "refused before the webserver"
+
+
+def test_live_the_ui_and_the_control_plane_still_reach_graphql(proxy: Proxy, live: Live) -> None:
+    login = (proxy.env["DAGSTER_UI_USER"], proxy.password)
+    same_origin = {"Origin": f"https://localhost:{live.https_port}", "Sec-Fetch-Site": "same-origin"}
+    before = len(live.upstream.paths)
+    assert _send(live, "POST", "/graphql", {"Content-Type": "application/json"}, MUTATION, login) == 200  # a client
+    assert _send(live, "POST", "/graphql", {"Content-Type": "application/json", **same_origin}, MUTATION, login) == 200
+    assert _send(live, "GET", "/graphql", same_origin, None, login) == 200  # the UI's GraphiQL page, no query
+    assert _send(live, "GET", "/runs", {"Sec-Fetch-Site": "none"}, None, login) == 200  # typed in the address bar
+    assert live.upstream.paths[before:] == ["/graphql", "/graphql", "/graphql", "/runs"]
