@@ -62,7 +62,6 @@ def compose() -> dict[str, Any]:
             "image": versions.CLICKHOUSE_KEEPER,
             "hostname": KEEPER_HOST,
             "restart": "unless-stopped",
-            "ports": [publish("clickhouse-keeper")],
             "volumes": [
                 "./clickhouse/keeper/keeper_config.xml:/etc/clickhouse-keeper/keeper_config.xml:ro",
                 "clickhouse-keeper-data:/var/lib/clickhouse-keeper",

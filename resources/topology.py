@@ -89,7 +89,10 @@ SERVICES: dict[str, Service] = {
         Service("clickhouse-shard1-native", "vps_3", 9000, "ClickHouse shard 1 native/interserver queries"),
         Service("clickhouse-shard2-http", "vps_3", 8124, "ClickHouse shard 2 HTTP"),
         Service("clickhouse-shard2-native", "vps_3", 9001, "ClickHouse shard 2 native/interserver queries"),
-        Service("clickhouse-keeper", "vps_3", 9181, "ClickHouse Keeper (coordination for ON CLUSTER DDL)"),
+        # only the two ClickHouse servers on vps_3's compose network talk to Keeper: not published, not in a firewall
+        Service(
+            "clickhouse-keeper", "vps_3", 9181, "ClickHouse Keeper (coordination for ON CLUSTER DDL)", reach="node"
+        ),
         # deployment (deploy/): SSH enters through vps_1 only (from the VPC/VPN or an admin CIDR, never public)
         Service("ssh-vps1", "vps_1", 22, "OpenSSH on the bastion: the only SSH entry (VPN/VPC or admin CIDR)"),
         Service("ssh-vps2", "vps_2", 22, "OpenSSH, reached through the bastion (ProxyJump)"),
