@@ -106,8 +106,20 @@ http {{
 """
 
 
+# Pod Security admission on the namespace: anything privileged (host namespaces, hostPath, privileged containers,
+# added capabilities) is refused at once; the stricter profile our own pods follow is warned about and audited.
+POD_SECURITY = {
+    "pod-security.kubernetes.io/enforce": "baseline",
+    "pod-security.kubernetes.io/warn": "restricted",
+    "pod-security.kubernetes.io/audit": "restricted",
+}
+BATCH_ACCOUNT = "batch"  # the batch pods' identity: no Role, no token (resources/k8s_batch.py)
+
+
 def namespace() -> list[dict[str, Any]]:
-    return [{"apiVersion": "v1", "kind": "Namespace", "metadata": _meta(NAMESPACE, namespaced=False)}]
+    meta = _meta(NAMESPACE, namespaced=False)
+    meta["labels"].update(POD_SECURITY)
+    return [{"apiVersion": "v1", "kind": "Namespace", "metadata": meta}]
 
 
 def spark_connect() -> list[dict[str, Any]]:
@@ -317,9 +329,10 @@ def dagster_rbac() -> list[dict[str, Any]]:
                     "resources": ["pods", "pods/log", "pods/status", "events"],
                     "verbs": ["get", "list", "watch"],
                 },
-                # PipesK8sClient creates each batch pod and deletes it when the step ends
+                # PipesK8sClient creates each batch pod and deletes it when the step ends; it reads no Secret (a
+                # pod's envFrom is resolved by the kubelet), so the Role grants none: not the Spark Connect TLS key,
+                # not the Jupyter token
                 {"apiGroups": [""], "resources": ["pods"], "verbs": ["create", "delete"]},
-                {"apiGroups": [""], "resources": ["configmaps", "secrets"], "verbs": ["get"]},
             ],
         },
         {
@@ -328,6 +341,12 @@ def dagster_rbac() -> list[dict[str, Any]]:
             "metadata": _meta("dagster", "dagster"),
             "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "dagster"},
             "subjects": [{"kind": "ServiceAccount", "name": "dagster", "namespace": NAMESPACE}],
+        },
+        {  # what the batch pods run as: bound to nothing, its token never mounted
+            "apiVersion": "v1",
+            "kind": "ServiceAccount",
+            "metadata": _meta(BATCH_ACCOUNT, "spark-batch"),
+            "automountServiceAccountToken": False,
         },
     ]
 

@@ -27,7 +27,13 @@ def test_pod_spec_runs_the_batch_module_with_secrets_from_kubernetes(resources):
     )
     container = pod.spec.containers[0]
     assert container.command == ["python", "-m", batch_job.__name__, "lineitem"]
-    assert pod.spec.service_account_name == "dagster" and pod.spec.restart_policy == "Never"
+    assert pod.spec.service_account_name == "batch" and pod.spec.restart_policy == "Never"
+    # no API token in the pod (the account is bound to nothing either), and Pod Security's restricted profile
+    assert pod.spec.automount_service_account_token is False
+    pod_security = pod.spec.security_context
+    assert pod_security.run_as_non_root and pod_security.seccomp_profile.type == "RuntimeDefault"
+    assert container.security_context.allow_privilege_escalation is False
+    assert container.security_context.capabilities.drop == ["ALL"]
     assert container.env_from[0].secret_ref.name == "object-store-credentials"
     assert container.resources.limits == {"cpu": "2", "memory": "4Gi"}
     env = {e.name: e.value for e in container.env}

@@ -78,6 +78,25 @@ def test_spark_connect_requires_a_token_behind_tls():
     assert f"http://{service('object-store-s3').endpoint}" in defaults
 
 
+def test_the_dagster_role_reads_no_secret_and_batch_pods_hold_no_api_token():
+    """The Role once read every Secret of the namespace (the Spark Connect TLS key, the Jupyter token)."""
+    role = _all("Role")[0]
+    assert not [r for r in role["rules"] if {"secrets", "configmaps"} & set(r["resources"])]
+    from resources.k8s_batch import K8sBatchResource
+
+    batch = next(a for a in _all("ServiceAccount") if a["metadata"]["name"] == K8sBatchResource.model_fields[
+        "service_account"].default)  # fmt: skip
+    assert batch["automountServiceAccountToken"] is False
+    bound = [s["name"] for b in _all("RoleBinding") for s in b["subjects"]]
+    assert batch["metadata"]["name"] not in bound
+
+
+def test_the_namespace_enforces_pod_security():
+    labels = _all("Namespace")[0]["metadata"]["labels"]
+    assert labels["pod-security.kubernetes.io/enforce"] == "baseline"  # privileged pods are refused at admission
+    assert labels["pod-security.kubernetes.io/warn"] == labels["pod-security.kubernetes.io/audit"] == "restricted"
+
+
 def test_dagster_has_a_namespaced_service_account_for_jobs():
     role = _all("Role")[0]
     binding = _all("RoleBinding")[0]
