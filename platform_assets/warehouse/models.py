@@ -205,18 +205,17 @@ def rebuild_generation(ch: ClickHouseResource, spec: ModelSql) -> str:
     return fresh
 
 
-def model_local(ch: ClickHouseResource, spec: ModelSql) -> str | None:
-    """The local table holding the model's rows (on a cluster: the generation its Distributed table reads)."""
+def model_target(ch: ClickHouseResource, spec: ModelSql) -> tuple[str, str] | None:
+    """(local table holding the model's rows, the shard key they were placed by) — on a cluster the generation its
+    Distributed table reads; None before the first build."""
     if not ch.cluster:
-        return spec.name if ch.columns(DATABASE, spec.name) else None
-    current = ch.distributed_target(DATABASE, spec.name)
-    return current[0] if current else None
+        return (spec.name, spec.model.shard_key) if ch.columns(DATABASE, spec.name) else None
+    return ch.distributed_target(DATABASE, spec.name)
 
 
-def resharded(ch: ClickHouseResource, spec: ModelSql) -> bool:
-    """The catalog's shard key for the model is not the one its rows were placed by (a rebuild moves them all)."""
-    current = ch.distributed_target(DATABASE, spec.name) if ch.cluster else None
-    return bool(current) and not same_expression(ch, current[1], spec.model.shard_key)
+def model_local(ch: ClickHouseResource, spec: ModelSql) -> str | None:
+    target = model_target(ch, spec)
+    return target[0] if target else None
 
 
 def affected_sql(ch: ClickHouseResource, store: ObjectStoreResource, spec: ModelSql, days: dict[str, list[date]]):
@@ -237,9 +236,11 @@ def apply_changes(
     """Bring the model's rows of every grain key its inputs changed on ``days`` (per input) to their current state."""
     started = time.perf_counter()
     target = f"{DATABASE}.{spec.name}"
-    local = model_local(ch, spec)
-    if local is None or resharded(ch, spec):  # first build, or the catalog's shard key changed
+    current = model_target(ch, spec)
+    # first build, or the catalog's shard key changed (a rebuild moves every row)
+    if current is None or (ch.cluster and not same_expression(ch, current[1], spec.model.shard_key)):
         return rebuild(ch, spec)
+    local = current[0]
     select = affected_sql(ch, store, spec, days)
     if select is None:
         _, size = ch.table_stats(DATABASE, local)
