@@ -32,6 +32,33 @@ def _group(pgid: int) -> dict[int, str]:
     return out
 
 
+# a command whose child ignores SIGINT and outlives it, as dagster dev's code server sometimes does
+ORPHANING = """
+import subprocess, sys, time
+deaf = "import signal, time; signal.signal(signal.SIGINT, signal.SIG_IGN); print('deaf', flush=True); time.sleep(600)"
+subprocess.Popen([sys.executable, "-c", deaf])
+time.sleep(600)
+"""
+
+
+def test_ctrl_c_leaves_no_orphan_of_the_supervised_command():
+    """The part of ``make dev`` that makes Ctrl-C final, on a command that leaves an orphan behind."""
+    proc = subprocess.Popen([sys.executable, "-m", "deploy.local.supervise", sys.executable, "-c", ORPHANING],
+                            cwd=REPO, stdout=subprocess.PIPE, text=True, start_new_session=True)  # fmt: skip
+    try:
+        assert proc.stdout.readline() == "deaf\n"  # the child ignores SIGINT from here on
+        os.killpg(proc.pid, signal.SIGINT)
+        sent = time.monotonic()
+        while _group(proc.pid) and time.monotonic() - sent < STOP_WITHIN_S:
+            time.sleep(0.1)
+        assert not _group(proc.pid), f"still running {STOP_WITHIN_S} s after Ctrl-C: {_group(proc.pid)}"
+        assert proc.wait(timeout=5) != 0  # the command's own exit (KeyboardInterrupt) is passed on
+    finally:
+        if _group(proc.pid):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+
+
 def test_ctrl_c_stops_make_dev_with_every_child(tmp_path):
     port = free_port()
     env = {**os.environ, "LOCAL_PORT_DAGSTER_WEBSERVER": str(port), "PLATFORM_DATA_DIR": str(TEST_DATA / "dev")}

@@ -301,16 +301,16 @@ def status() -> int:
     return config_check(["local"])
 
 
-def dev() -> None:
-    """Open the Dagster UI on workspace.yaml, against the local instance that ``make demo`` wrote to."""
+def dev() -> int:
+    """Open the Dagster UI on workspace.yaml, against the local instance that ``make demo`` wrote to; Ctrl-C stops
+    it with every process it started (see :mod:`deploy.local.supervise`)."""
+    from deploy.local.supervise import run
+
     os.environ["DAGSTER_HOME"] = str(local_dagster_home())
     port = str(local_port("dagster-webserver"))
     dagster = str(Path(sys.executable).parent / "dagster")
     _log(f"Dagster UI on http://127.0.0.1:{port}  (Ctrl-C to stop)")
-    # Ctrl-C must stop it even when this was started with SIGINT ignored (as a background job, or by a make that
-    # was): an ignored signal stays ignored across exec, and dagster dev would then never see the Ctrl-C
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-    os.execv(dagster, [dagster, "dev", "-w", str(REPO_ROOT / "workspace.yaml"), "-h", "127.0.0.1", "-p", port])
+    return run([dagster, "dev", "-w", str(REPO_ROOT / "workspace.yaml"), "-h", "127.0.0.1", "-p", port])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -327,7 +327,7 @@ def main(argv: list[str] | None = None) -> int:
     elif args.command == "down":
         down()
     elif args.command == "dev":
-        dev()
+        return dev()
     else:
         return status()
     return 0
