@@ -6,7 +6,7 @@ STACK := $(PY) -m deploy.local.stack
 SF ?=
 
 .PHONY: help setup up down status config-check demo seed simulate dev test test-fast bench lint lock \
-	topology-up topology-down
+	topology-up topology-down images
 
 help:
 	@echo "make demo     set up, start the local stack, seed TPC-H, materialize every asset, print a summary"
@@ -19,6 +19,7 @@ help:
 	@echo "make bench SF=0.1  benchmark each stage against the naive way and the engine's limit"
 	@echo "make lint     ruff"
 	@echo "make topology-up/down  the three nodes + the internet as network namespaces (root; see deploy/README.md)"
+	@echo "make images   build vps_1's images from their Dockerfiles on a local Docker Engine (root; cached in .data/docker)"
 
 setup:
 	@./deploy/local/bootstrap.sh
@@ -48,14 +49,19 @@ demo: up
 dev: up
 	@$(STACK) dev
 
+# two workers (pytest-xdist), each with a stack of its own; a file's tests stay on one worker (tests/conftest.py)
+TEST_WORKERS ?= 2
 test: setup
-	@$(PY) -m pytest
+	@$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
 test-fast: setup  ## the edit-run loop: no stack, no namespaces, no JVM (catalog, topology, renderers, sensors, CLI)
 	@$(PY) -m pytest -q -m "not slow"
 
 bench: up  ## each stage vs the naive way and the engine's limit, plus an incremental day; SF=0.1 by default, BENCH_ARGS=--help
 	@$(PY) -m benchmarks.run --sf $(or $(SF),0.1) $(BENCH_ARGS)
+
+images: setup  ## the images Ansible builds on vps_1, with stand-ins for the upstream ones (deploy/README.md)
+	@$(PY) -m deploy.sim.images vps_1
 
 topology-up: setup  ## the nodes as network namespaces behind their firewalls, stand-in listeners (root)
 	@$(PY) -m deploy.sim up

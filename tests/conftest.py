@@ -19,8 +19,11 @@ from tests.shared_platform import PRISTINE, SharedPlatform, clone_database, drop
 
 REPO = Path(__file__).resolve().parent.parent
 SCALE_FACTOR = 0.01
-# Ports and folder of the test stack: PLATFORM_TEST_PORT_BASE moves both, so two suites can run side by side.
-PORT_BASE = int(os.environ.get("PLATFORM_TEST_PORT_BASE", "25000"))
+# Ports and folder of the test stack: PLATFORM_TEST_PORT_BASE moves both, so two suites can run side by side; each
+# pytest-xdist worker (``make test`` runs two) has a stack of its own 1000 ports further.
+WORKER_ID = os.environ.get("PYTEST_XDIST_WORKER", "")
+WORKER = int(WORKER_ID.removeprefix("gw") or 0)
+PORT_BASE = int(os.environ.get("PLATFORM_TEST_PORT_BASE", "25000")) + 1000 * WORKER
 TEST_DATA = REPO / ".data" / ("pytest" if PORT_BASE == 25000 else f"pytest-{PORT_BASE}")
 
 # Everything the resources read, pinned for the tests (a developer's .env must not leak in).
@@ -46,7 +49,8 @@ TEST_ENV = {
 UNSET = ("OLTP_HOST", "OLTP_PORT", "S3_ENDPOINT_URL", "SPARK_REMOTE", "SPARK_MASTER", "CLICKHOUSE_DSN",
          "CLICKHOUSE_CLUSTER")  # fmt: skip
 # Scratch files of the suite (Dagster's ephemeral instances, pytest's tmp_path) stay in the project, not /tmp.
-TEST_TMP = TEST_DATA.with_name(TEST_DATA.name + "-tmp")
+# A worker's own (pytest-xdist's controller keeps every worker's basetemp in its own, which no worker may remove).
+TEST_TMP = TEST_DATA.with_name(TEST_DATA.name + "-tmp" + (f"-{os.environ['PYTEST_XDIST_WORKER']}" if WORKER_ID else ""))
 _SAVED_ENV = pytest.StashKey[dict[str, str | None]]()
 
 
@@ -161,6 +165,17 @@ SLOW_MODULES = {
 }  # fmt: skip
 
 
+# Files by duration, longest first (`--durations` of a full run); the rest keep their order after these. pytest-xdist
+# hands files to the workers in this order (`--no-loadscope-reorder`, or it would order them by their number of tests).
+LONGEST_FILES = (
+    "tests/topology/test_end_to_end.py", "tests/test_wall_clock_capture.py", "tests/test_incremental.py",
+    "tests/topology/test_edge_containers.py", "tests/test_two_shards.py", "tests/test_wall_clock_daemon.py",
+    "tests/test_lineage.py", "tests/test_failures.py", "tests/test_dagster_on_postgres.py",
+    "tests/test_spark_connect.py", "tests/topology/test_compute_node.py", "tests/test_ui_browser.py",
+    "tests/deploy/test_ansible_k3s_images.py",
+)  # fmt: skip
+
+
 def pytest_configure(config):
     _pin_environment(config)
     config.addinivalue_line(
@@ -175,7 +190,10 @@ def _slow(item: pytest.Item) -> bool:
 
 def pytest_collection_modifyitems(config, items):
     """Tests on the stack (directly or through a fixture that needs it), in namespaces or on a slow tool are marked
-    ``slow``. The order stays the files' own: tests that share state declare it through fixtures."""
+    ``slow``. Tests that share state declare it through fixtures; within a file the order is the file's own."""
     for item in items:
         if _slow(item):
             item.add_marker(pytest.mark.slow)
+    # the longest files first, so that two workers do not end with one of them alone on a long file
+    rank = {name: i for i, name in enumerate(LONGEST_FILES)}
+    items.sort(key=lambda item: rank.get(Path(str(item.fspath)).relative_to(REPO).as_posix(), len(rank)))
