@@ -82,10 +82,11 @@ def run(argv: Sequence[str], grace: float = 5.0) -> int:
     Ctrl-C reaches the command (and all of the terminal's foreground group) directly; this process only waits.
     SIGTERM sent to this process alone is passed on to the command."""
     _become_subreaper()
-    proc = subprocess.Popen(list(argv))
-    # a handler, not SIG_IGN: the command must start with the default action (an ignored signal stays ignored
-    # across exec, and the command would then never see the Ctrl-C)
+    # a handler, set before the command starts: exec resets a handled signal to its default action in the command,
+    # while an ignored one stays ignored (as when this was started by a make, a background job or a test runner
+    # that ignores SIGINT), and the command would then never see the Ctrl-C
     signal.signal(signal.SIGINT, lambda *_: None)
+    proc = subprocess.Popen(list(argv))
     signal.signal(signal.SIGTERM, lambda *_: proc.poll() is None and proc.send_signal(signal.SIGTERM))
     code = proc.wait()
     stop_leftovers(grace)

@@ -181,10 +181,11 @@ def test_a_run_s_spark_resource_reports_the_lost_server_and_works_again_after_it
     try:
         assert ask(10) == "count 10"
         node.stop_spark(signal.SIGKILL)
-        assert ask(10).startswith(
-            f"error ServiceUnavailableError spark-connect on vps_2 is unreachable or misconfigured at "
-            f"sc://{node.endpoint}: UNAVAILABLE"
-        )
+        lost = ask(10)
+        prefix = "error ServiceUnavailableError spark-connect on vps_2 is unreachable or misconfigured at "
+        prefix += f"sc://{node.endpoint}: "
+        # gRPC's status depends on the moment: the sidecar's 502 (UNAVAILABLE), or the stream cut as the server dies
+        assert lost.removeprefix(prefix).startswith(("UNAVAILABLE", "UNKNOWN: Stream removed")), lost
         node.start_spark()
         assert ask(12) == "count 12"
         # not asserted: the process's exit. pyspark 4.3 then hangs in gRPC's channel close (SparkSession.__del__ of
