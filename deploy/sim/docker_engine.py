@@ -19,7 +19,6 @@ import os
 import shutil
 import signal
 import subprocess
-import time
 from pathlib import Path
 from types import TracebackType
 
@@ -154,22 +153,3 @@ class DockerEngine:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.stop()
-
-
-def wait_healthy(engine: DockerEngine, container: str, timeout: float) -> None:
-    """Wait for a container's healthcheck to pass; fail with its last health log."""
-
-    def status() -> str:
-        state = engine.inspect("container", container)["State"]
-        if not state.get("Running"):
-            raise EngineError(f"{container} is not running: {state}\n{engine.docker('logs', container).stderr}")
-        return state.get("Health", {}).get("Status", "")
-
-    try:
-        wait_for(lambda: status() == "healthy", timeout, f"{container} healthy", interval=1)
-    except TimeoutError as e:
-        raise EngineError(f"{e}: {engine.inspect('container', container)['State'].get('Health')}") from None
-
-
-def elapsed(since: float) -> str:
-    return f"{time.monotonic() - since:.0f} s"

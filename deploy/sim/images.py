@@ -42,7 +42,6 @@ class Image:
     dockerfile: Path
     context: Path
     build_args: dict[str, str] = field(default_factory=dict)
-    standin: bool = False
 
 
 def dagster_image_tag() -> str:
@@ -55,7 +54,7 @@ def standins() -> list[Image]:
     """Upstream images rebuilt here under their own tags (the Debian base is imported, not built)."""
 
     def standin(tag: str, folder: str) -> Image:
-        return Image(tag, STANDINS / folder / "Dockerfile", STANDINS / folder, standin=True)
+        return Image(tag, STANDINS / folder / "Dockerfile", STANDINS / folder)
 
     return [standin(versions.PYTHON_SLIM, "python"), standin(versions.POSTGRES, "postgres"),
             standin(versions.SEAWEEDFS, "seaweedfs"), standin(versions.CADDY, "caddy")]  # fmt: skip
