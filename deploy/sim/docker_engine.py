@@ -7,8 +7,9 @@ namespace with no bridge and no iptables rules (``--bridge=none --iptables=false
 route) and builds with ``--network host``; it is stopped before the node's engine starts on the same data root, so
 images never need copying and their layers stay cached between runs (the data roots live under ``.data/docker``).
 
-Every engine removes on stop what it ran: containers, networks, its containerd, its mounts; the data root (images,
-named volumes) stays unless asked. Needs root and ``dockerd``/``containerd``/``runc`` (``make setup`` installs them).
+Every engine removes at start and on stop what it ran: containers, volumes (their bind folders stay), networks, its
+containerd, its mounts; the data root keeps the images. Needs root and ``dockerd``/``containerd``/``runc``
+(``make setup`` installs them).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import subprocess
 from pathlib import Path
 from types import TracebackType
 
-from deploy.sim.netns import Namespace, wait_for
+from deploy.sim.netns import Lab, Namespace, wait_for
 
 DOCKERD = "dockerd"
 # Debian's client (20.10, the engine's own version): its classic ``docker build`` talks BuildKit to the engine with
@@ -128,12 +129,7 @@ class DockerEngine:
         if self.proc is not None and self.proc.poll() is None:
             with contextlib.suppress(subprocess.SubprocessError, EngineError):
                 self.remove_state()
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
+            Lab.stop(self.proc, timeout)
         self.proc = None
         self._clean_exec_root()
 
