@@ -169,7 +169,7 @@ SLOW_MODULES = {
 # hands files to the workers in this order (`--no-loadscope-reorder`, or it would order them by their number of tests).
 LONGEST_FILES = (
     "tests/topology/test_end_to_end.py", "tests/test_wall_clock_capture.py", "tests/test_incremental.py",
-    "tests/topology/test_edge_containers.py", "tests/test_two_shards.py", "tests/test_wall_clock_daemon.py",
+    "tests/test_two_shards.py", "tests/test_wall_clock_daemon.py",
     "tests/test_lineage.py", "tests/test_failures.py", "tests/test_dagster_on_postgres.py",
     "tests/test_spark_connect.py", "tests/topology/test_compute_node.py", "tests/test_ui_browser.py",
     "tests/deploy/test_ansible_k3s_images.py",

@@ -22,11 +22,18 @@ PROJECT = "platform-edge"  # compose.yaml's name
 OVERRIDE = "compose.sim.yaml"
 SPARK_CA = "/opt/platform/secrets/spark-connect-ca.pem"  # compose.yaml's host path of vps_2's CA
 DOCKER_SOCKET = "/var/run/docker.sock"
+INSTANCE = "./dagster/dagster.yaml"  # the Dagster services' instance file, as compose.yaml mounts it
+CHDB_MOUNT = "/var/lib/platform/warehouse"  # inside the Dagster containers: the folder mounted for the warehouse
+CHDB = f"{CHDB_MOUNT}/chdb"  # the in-process engine's folder; its cluster file goes beside it, in the mount
+DAGSTER_UID = 1000  # deploy/vps_1/dagster/Dockerfile's `useradd --uid`
+DAGSTER_SERVICES = ("dagster-code-server", "dagster-webserver", "dagster-daemon")
 REPLACED = {
     "volumes' devices": "the block volumes' folders (/mnt/…) are folders under the simulation's root",
-    SPARK_CA: "vps_2's CA is a file under the simulation's root",
+    SPARK_CA: "vps_2's CA is a file under the simulation's root (in compose.yaml and the run launcher's mounts)",
     DOCKER_SOCKET: "the socket of vps_1's engine (its exec root, not /var/run)",
     "caddy/Caddyfile": "`tls internal` in place of ACME (no certificate authority reachable)",
+    "CLICKHOUSE_DSN": "chdb:// on a folder the Dagster and run containers mount, one run at a time, in place of "
+    "vps_3's ClickHouse servers (no ClickHouse server installs here)",
 }
 
 
@@ -88,9 +95,31 @@ class ContainerEdge:
         return out
 
 
-def override(stack: Path, root: Path, spark_ca: Path, socket: Path) -> dict[str, Any]:
+def instance(stack: Path, spark_ca: Path, chdb: Path, settings: dict[str, str]) -> dict[str, Any]:
+    """The Dagster instance file with the run launcher's mounts and variables for the simulation (see
+    :data:`REPLACED`): run containers get vps_2's CA from the simulation's file (the droplet's path would make
+    Docker create a folder there on this machine) and the warehouse folder; one run at a time holds that folder.
+    ``settings``: variables an operator may add to the Dagster services and their runs."""
+    config = yaml.safe_load((stack / INSTANCE).read_text())
+    launcher = config["run_launcher"]["config"]
+    kwargs = launcher["container_kwargs"]
+    kwargs["volumes"] = [v.replace(SPARK_CA, str(spark_ca), 1) for v in kwargs["volumes"]] + [f"{chdb}:{CHDB_MOUNT}"]
+    launcher["env_vars"] = [*launcher["env_vars"], "CLICKHOUSE_DSN", *settings]
+    config["run_coordinator"]["config"]["max_concurrent_runs"] = 1
+    return config
+
+
+def override(
+    stack: Path, root: Path, spark_ca: Path, socket: Path, settings: dict[str, str] | None = None
+) -> dict[str, Any]:
     """``compose.sim.yaml``: only what cannot be as on the droplet (see :data:`REPLACED`)."""
+    settings = settings or {}
     base = yaml.safe_load((stack / "compose.yaml").read_text())
+    chdb = root / "chdb"
+    chdb.mkdir(parents=True, exist_ok=True)
+    os.chown(chdb, DAGSTER_UID, DAGSTER_UID)
+    sim_instance = stack / "dagster" / "dagster.sim.yaml"
+    sim_instance.write_text(yaml.safe_dump(instance(stack, spark_ca, chdb, settings), sort_keys=False))
     volumes = {}
     for name, spec in base["volumes"].items():
         device = root / "mnt" / Path(spec["driver_opts"]["device"]).relative_to("/mnt")
@@ -109,13 +138,22 @@ def override(stack: Path, root: Path, spark_ca: Path, socket: Path) -> dict[str,
                 mounts.append(f"{socket}:{target}")
             elif source == "./caddy/Caddyfile":
                 mounts.append(mount.replace("./caddy/Caddyfile", f"./caddy/{sim_caddyfile.name}", 1))
+            elif source == INSTANCE:
+                mounts.append(mount.replace(INSTANCE, f"./dagster/{sim_instance.name}", 1))
+        if name in DAGSTER_SERVICES:
+            mounts.append(f"{chdb}:{CHDB_MOUNT}")
         if mounts:
             services[name] = {"volumes": mounts}
+        if name in DAGSTER_SERVICES:
+            services[name]["environment"] = {"CLICKHOUSE_DSN": f"chdb://{CHDB}", **settings}
     return {"services": services, "volumes": volumes}
 
 
-def prepare(engine: DockerEngine, stack: Path, root: Path, spark_ca: Path) -> ContainerEdge:
+def prepare(
+    engine: DockerEngine, stack: Path, root: Path, spark_ca: Path, settings: dict[str, str] | None = None
+) -> ContainerEdge:
     """The override beside Ansible's stack folder; the CA file where the override mounts it from."""
     root.mkdir(parents=True, exist_ok=True)
-    (stack / OVERRIDE).write_text(yaml.safe_dump(override(stack, root, spark_ca, engine.socket), sort_keys=False))
+    spec = override(stack, root, spark_ca, engine.socket, settings)
+    (stack / OVERRIDE).write_text(yaml.safe_dump(spec, sort_keys=False))
     return ContainerEdge(engine, stack, root)

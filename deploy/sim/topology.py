@@ -32,6 +32,18 @@ class Topology:
         return NODES[node].private_ip
 
 
+def admit_container_bridges(ns: Namespace) -> None:
+    """On a node that runs Docker: what comes from a container bridge is not the cloud firewall's business.
+
+    The cloud firewall filters the droplet's network interfaces from outside; a container's packets to the node
+    (a service dialling a port the node publishes, through Docker's proxy) cross a bridge inside the droplet and
+    never reach it. The node's input chain stands for the cloud firewall, so it lets the bridges in.
+    """
+    rules = [f'add rule inet {nftables.TABLE} input iifname "{bridge}" accept comment "Docker bridge, inside the node"'
+             for bridge in ("docker0", "br-*")]  # fmt: skip
+    ns.run("nft", "-f", "-", input="\n".join(rules) + "\n")
+
+
 def build(lab: Lab) -> Topology:
     vpc = lab.switch("vpc")
     nodes: dict[str, Namespace] = {}

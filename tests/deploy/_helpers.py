@@ -59,12 +59,12 @@ def tool(name: str) -> str:
     return str(path)
 
 
-def operator_secrets(folder: Path) -> tuple[Path, str]:
+def operator_secrets(folder: Path, vpn_host: str = VPN_HOST) -> tuple[Path, str]:
     """The operator's secrets file as ``python -m deploy.secret_env init`` writes it, and the UI password it prints."""
     from deploy import secret_env
 
     path = folder / "secrets" / "platform.env"
-    password = secret_env.init(path, UI_DOMAIN, ACME_EMAIL, VPN_HOST)
+    password = secret_env.init(path, UI_DOMAIN, ACME_EMAIL, vpn_host)
     assert password, path
     return path, password
 
