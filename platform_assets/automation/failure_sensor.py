@@ -16,6 +16,8 @@ from platform_assets.partitions import RANGE_END_TAG, RANGE_START_TAG, span
 from resources.webhook import WebhookResource
 
 PARTITION_TAG = "dagster/partition"
+# what Dagster wraps an error in once a step's retries ran out: ours (RetryRequested) or a RetryPolicy's
+RETRY_WRAPPERS = {"RetryRequested", "RetryRequestedFromPolicy"}
 
 
 def _first_line(text: str | None) -> str:
@@ -34,9 +36,10 @@ def partition_of(tags: Mapping[str, str]) -> str | None:
 
 def root_error(error: SerializableErrorInfo) -> tuple[str, str]:
     """``(class name, first line of message)`` of the user's error, unwrapping Dagster's own wrapper errors
-    (``DagsterExecutionStepExecutionError``, and ``RetryRequestedFromPolicy`` once a step's retries ran out)."""
+    (``DagsterExecutionStepExecutionError``, and ``RetryRequested`` or ``RetryRequestedFromPolicy`` once a step's
+    retries ran out)."""
     while error.cause is not None and (
-        error.message.startswith("dagster._core.errors.") or error.cls_name == "RetryRequestedFromPolicy"
+        error.message.startswith("dagster._core.errors.") or error.cls_name in RETRY_WRAPPERS
     ):
         error = error.cause
     line = _first_line(error.message)

@@ -17,7 +17,7 @@ from platform_assets.curated import transforms
 from platform_assets.metadata import OWNERS, code_version, column_schema, describe, node_tags, timing
 from platform_assets.partitions import DAILY, ON_NEW_PARENT, SINGLE_RUN, days_of
 from platform_assets.paths import curated_prefix
-from platform_assets.retries import TRANSIENT
+from platform_assets.retries import retried_if_transient
 from resources.k8s_batch import K8sBatchResource
 from resources.object_store import ObjectStoreResource
 from resources.spark import SparkResource
@@ -53,7 +53,6 @@ def _spec(table: Table) -> dict:
         ),
         "partitions_def": DAILY,
         "backfill_policy": SINGLE_RUN,
-        "retry_policy": TRANSIENT,
         "automation_condition": ON_NEW_PARENT,
     }
 
@@ -67,6 +66,7 @@ class CuratedConfig(dg.Config):
 
 def curated_asset(table: Table) -> dg.AssetsDefinition:
     @dg.asset(**_spec(table))
+    @retried_if_transient
     def _curated(
         context: dg.AssetExecutionContext, config: CuratedConfig, spark: SparkResource, k8s_batch: K8sBatchResource
     ) -> dg.MaterializeResult:

@@ -11,7 +11,7 @@ from platform_assets.partitions import DAILY, SINGLE_RUN, day_bounds, days_of, s
 from platform_assets.paths import ROW_FILES, raw_prefix
 from platform_assets.raw.extract import SchemaMismatchError, extract_days, rows_sql, schema_drift, tombstones_sql
 from platform_assets.raw.landing import LandedFile, ingest, parse_landing_key
-from platform_assets.retries import TRANSIENT, permanent
+from platform_assets.retries import permanent, retried_if_transient
 from resources.object_store import ObjectStoreResource
 from resources.oltp_postgres import OltpPostgresResource
 from resources.settings import data_dir
@@ -34,7 +34,6 @@ def _spec(table: Table) -> dict:
         "deps": [dg.AssetKey(["oltp", table.name])],
         "partitions_def": DAILY,
         "backfill_policy": SINGLE_RUN,
-        "retry_policy": TRANSIENT,
         "group_name": "raw",
         "kinds": {"postgres", "s3", "parquet"},
         "owners": OWNERS,
@@ -61,6 +60,7 @@ def _spec(table: Table) -> dict:
 
 def raw_asset(table: Table) -> dg.AssetsDefinition:
     @dg.asset(**_spec(table))
+    @retried_if_transient
     def _raw(
         context: dg.AssetExecutionContext,
         config: RawConfig,

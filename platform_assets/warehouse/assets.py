@@ -14,7 +14,7 @@ from platform_assets.catalog import DELETED_COLUMN, MODELS, TABLES, Model, Table
 from platform_assets.metadata import CHECK_SECONDS, OWNERS, code_version, column_schema, describe, node_tags, timing
 from platform_assets.partitions import DAILY, ON_ANY_INPUT_UPDATE, ON_NEW_PARENT, SINGLE_RUN, days_of, span
 from platform_assets.paths import curated_prefix
-from platform_assets.retries import TRANSIENT, permanent
+from platform_assets.retries import permanent, retried_if_transient
 from platform_assets.warehouse.checks import RECONCILE, UNIQUE, reconcile_check, unique_check, warehouse_asset_checks
 from platform_assets.warehouse.lag import lag_metadata, newest_change
 from platform_assets.warehouse.load import (
@@ -75,7 +75,6 @@ def warehouse_table_asset(table: Table) -> dg.AssetsDefinition:
         **_common(table),
         partitions_def=DAILY,
         backfill_policy=SINGLE_RUN,
-        retry_policy=TRANSIENT,
         automation_condition=ON_NEW_PARENT,
         code_version=code_version(
             table, create_sql(table.name, table_columns(table), engine(table)), inspect.getsource(load_days)
@@ -89,6 +88,7 @@ def warehouse_table_asset(table: Table) -> dg.AssetsDefinition:
             table,
         ),
     )
+    @retried_if_transient
     def _warehouse(
         context: dg.AssetExecutionContext,
         clickhouse: ClickHouseResource,
@@ -140,7 +140,6 @@ def warehouse_model_asset(model: Model) -> dg.AssetsDefinition:
 
     @dg.asset(
         **_common(model),
-        retry_policy=TRANSIENT,
         automation_condition=ON_ANY_INPUT_UPDATE,
         code_version=code_version(model, repr(MODEL_SQL[model.name])),
         check_specs=[
@@ -154,6 +153,7 @@ def warehouse_model_asset(model: Model) -> dg.AssetsDefinition:
             "`full_refresh: true` or changes touching most keys rebuild it whole and swap it in. Read it with `FINAL`."
         ),
     )
+    @retried_if_transient
     def _warehouse(
         context: dg.AssetExecutionContext,
         config: ModelConfig,

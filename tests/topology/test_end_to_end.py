@@ -17,6 +17,7 @@ The first session builds the images (several minutes); later ones reuse the laye
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -34,7 +35,7 @@ import yaml
 from deploy.edge_stack import OLTP
 from deploy.sim import compute, gateway, images
 from deploy.sim import topology as sim
-from deploy.sim.docker_engine import DockerEngine, installed
+from deploy.sim.docker_engine import DOCKER_CLIENT, DockerEngine, installed
 from deploy.sim.edge_containers import DAGSTER_SERVICES, ContainerEdge, prepare
 from deploy.sim.netns import Lab, host_routes_overlapping, wait_for
 from platform_assets.marts.queries import TPCH
@@ -104,6 +105,23 @@ class Platform:
     def run_containers(self, run_id: str) -> list[str]:
         """Ids of the containers (running or not) the run launcher started for ``run_id``."""
         return self.engine.docker("ps", "-aq", "--filter", f"label={RUN_LABEL}={run_id}").stdout.split()
+
+    @contextlib.contextmanager
+    def container_events(self, *filters: str) -> Iterator[list[dict]]:
+        """The engine's container events while the block runs (streamed: ``docker events --since`` reads a buffer
+        of the last 256 events, which the healthchecks' exec events fill within minutes)."""
+        events: list[dict] = []
+        argv = [DOCKER_CLIENT, "-H", self.engine.host, "events", "--format", "{{json .}}", "--filter",
+                "type=container", *(f for flt in filters for f in ("--filter", flt))]  # fmt: skip
+        watch = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True)
+        try:
+            time.sleep(0.5)  # subscribed before the block starts
+            yield events
+            time.sleep(1)  # the last events of the block
+        finally:
+            watch.terminate()
+            out, _ = watch.communicate(timeout=30)
+        events += [json.loads(line) for line in out.splitlines()]
 
     def in_image(self, script: str, *args: str) -> object:
         """A Python script in a one-off container of the code server's service (its image, environment, mounts
@@ -281,13 +299,10 @@ def _warehouse_vs_oltp(p: Platform) -> dict[str, str]:
 def first_lineage(agent: Platform) -> dict:
     """``platform materialize job:full_lineage`` through the proxy: the run the agent launched, and the engine's
     container events meanwhile."""
-    since = str(int(time.time()) - 1)
-    code, out, err = agent.platform("materialize", "job:full_lineage", "--from", SEED_DAY, "--to", SEED_DAY)
+    with agent.container_events() as events:
+        code, out, err = agent.platform("materialize", "job:full_lineage", "--from", SEED_DAY, "--to", SEED_DAY)
     assert code == 0, (out + err)[-4000:]
-    until = str(int(time.time()) + 1)
-    events = agent.engine.docker("events", "--since", since, "--until", until, "--format", "{{json .}}",
-                                 "--filter", "type=container").stdout  # fmt: skip
-    return json.loads(out) | {"events": [json.loads(e) for e in events.splitlines()]}
+    return json.loads(out) | {"events": events}
 
 
 def test_an_agent_on_the_vpn_runs_full_lineage_through_the_proxy(agent: Platform, first_lineage: dict):
@@ -327,9 +342,12 @@ def _run_status(p: Platform, run_id: str) -> str:
     return json.loads(out)["status"]
 
 
-def _launch_and_wait_for_its_container(p: Platform) -> tuple[str, str]:
-    """A run of the whole lineage launched without following it; returns once its container runs its steps."""
-    code, out, err = p.platform("materialize", "job:full_lineage", "--from", SEED_DAY, "--to", SEED_DAY, "--no-wait")
+SHORT_RUN = "raw/lineitem,curated/lineitem,warehouse/lineitem"  # one table through the three nodes: ≈15 s
+
+
+def _launch_and_wait_for_its_container(p: Platform, selection: str) -> tuple[str, str]:
+    """A run of ``selection`` launched without following it; returns once its container runs its steps."""
+    code, out, err = p.platform("materialize", selection, "--from", SEED_DAY, "--to", SEED_DAY, "--no-wait")
     assert code == 0, (out + err)[-3000:]
     run_id = json.loads(out)["run_id"]
     wait_for(lambda: p.run_containers(run_id) != [] and _run_status(p, run_id) == "STARTED", 300,
@@ -346,28 +364,28 @@ mutation T($runId: String!) { terminateRun(runId: $runId) { __typename
 
 def test_terminating_a_run_from_the_ui_stops_its_container(agent: Platform, first_lineage: dict):
     p = agent
-    run_id, container = _launch_and_wait_for_its_container(p)
-    since, started = str(int(time.time()) - 1), time.monotonic()
-    result = _graphql(p, GRAPHQL_TERMINATE, {"runId": run_id})["terminateRun"]  # the UI's Terminate button
-    took = time.monotonic() - started
-    assert result["__typename"] == "TerminateRunSuccess", result
-    wait_for(lambda: _run_status(p, run_id) == "CANCELED", 240, f"run {run_id} canceled", interval=2)
-    canceled = time.monotonic() - started
-    wait_for(lambda: p.run_containers(run_id) == [], 120, "the terminated run's container removed", interval=1)
-    events = p.engine.docker("events", "--since", since, "--until", str(int(time.time()) + 1), "--format",
-                             "{{json .}}", "--filter", f"container={container}").stdout  # fmt: skip
-    actions = [(e["Action"], e["Actor"]["Attributes"].get("exitCode")) for e in map(json.loads, events.splitlines())]
-    # the run worker does not end within the launcher's stop timeout (60 s) of its SIGTERM, so Docker kills it
-    # (exit 137) and the UI's request waits that long: see deploy/README.md, left open
+    run_id, container = _launch_and_wait_for_its_container(p, "job:full_lineage")  # long: it must not end first
+    with p.container_events(f"container={container}") as events:
+        started = time.monotonic()
+        result = _graphql(p, GRAPHQL_TERMINATE, {"runId": run_id})["terminateRun"]  # the UI's Terminate button
+        took = time.monotonic() - started
+        assert result["__typename"] == "TerminateRunSuccess", result
+        wait_for(lambda: _run_status(p, run_id) == "CANCELED", 240, f"run {run_id} canceled", interval=2)
+        canceled = time.monotonic() - started
+        wait_for(lambda: p.run_containers(run_id) == [], 120, "the terminated run's container removed", interval=1)
+    actions = [(e["Action"], e["Actor"]["Attributes"].get("exitCode")) for e in events]
     print(f"\nterminate: mutation {took:.1f} s, CANCELED after {canceled:.1f} s; container events {actions}")
-    assert ("die", "137") in actions or ("die", "0") in actions or ("die", "1") in actions, actions
+    # the run worker ended on the launcher's SIGTERM: Docker did not have to kill it when the stop timeout ran out
+    # (exit 137, as when the interrupted step was retried and the run went on: platform_assets/retries.py)
+    (died,) = [code for action, code in actions if action == "die"]
+    assert died != "137", actions
 
 
 def test_a_run_container_killed_is_failed_by_run_monitoring_and_retried_as_a_new_run(
     agent: Platform, first_lineage: dict
 ):
     p = agent
-    run_id, container = _launch_and_wait_for_its_container(p)
+    run_id, container = _launch_and_wait_for_its_container(p, SHORT_RUN)
     p.engine.docker("kill", container)  # the run's process dies with no word to Dagster
     # run monitoring (every 60 s, dagster.yaml) finds the container gone and fails the run; run_retries retries it
     assert _ends_done(p, run_id) == "retried"
@@ -402,7 +420,7 @@ def test_a_new_dagster_image_replaces_the_services_during_a_run_and_the_run_stil
     while a run is in progress: the three Dagster services are recreated from the new image, and the run is not left
     STARTED (it finishes in its own container, or run monitoring fails it and it is retried)."""
     p = agent
-    run_id, _ = _launch_and_wait_for_its_container(p)
+    run_id, _ = _launch_and_wait_for_its_container(p, SHORT_RUN)
     old = p.dotenv["DAGSTER_IMAGE"]
     new = f"{old}-next"  # the fixture removes the tag
     p.engine.docker("tag", old, new)  # the next commit's build: same Dockerfile, the tag Ansible gives it
@@ -429,7 +447,7 @@ class LostNode:
     rerun: dict
 
 
-LOST_SELECTION = "raw/lineitem,curated/lineitem,warehouse/lineitem"
+LOST_SELECTION = SHORT_RUN
 
 
 @pytest.fixture(scope="module")
@@ -539,4 +557,6 @@ def test_stopping_and_starting_the_stack_keeps_the_oltp_the_lake_and_dagsters_hi
     code, runs, err = p.platform("status", "--limit", "100", timeout=120)
     assert code == 0, err
     kept = {r["run_id"]: r["status"] for r in json.loads(runs)["runs"]}
-    assert {k: kept.get(k) for k in history} == history
+    # every run is still there; the finished ones as they ended (a queued one may have run since the daemon is back)
+    finished = {run: status for run, status in history.items() if status in FINISHED}
+    assert set(history) <= set(kept) and {run: kept[run] for run in finished} == finished, (history, kept)
