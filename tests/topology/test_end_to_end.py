@@ -24,6 +24,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -108,20 +109,25 @@ class Platform:
 
     @contextlib.contextmanager
     def container_events(self, *filters: str) -> Iterator[list[dict]]:
-        """The engine's container events while the block runs (streamed: ``docker events --since`` reads a buffer
-        of the last 256 events, which the healthchecks' exec events fill within minutes)."""
+        """The engine's container events while the block runs, filtered by the engine (``event=create``, …).
+        Streamed and read as they come: ``docker events --since`` reads a buffer of the last 256 events, and an
+        unread pipe stalls the stream, both filled within minutes by the healthchecks' exec events."""
         events: list[dict] = []
         argv = [DOCKER_CLIENT, "-H", self.engine.host, "events", "--format", "{{json .}}", "--filter",
                 "type=container", *(f for flt in filters for f in ("--filter", flt))]  # fmt: skip
         watch = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True)
+        lines: list[str] = []
+        reader = threading.Thread(target=lambda: lines.extend(watch.stdout), daemon=True)
+        reader.start()
         try:
             time.sleep(0.5)  # subscribed before the block starts
             yield events
             time.sleep(1)  # the last events of the block
         finally:
             watch.terminate()
-            out, _ = watch.communicate(timeout=30)
-        events += [json.loads(line) for line in out.splitlines()]
+            watch.wait(timeout=30)
+            reader.join(timeout=30)
+        events += [json.loads(line) for line in lines]
 
     def in_image(self, script: str, *args: str) -> object:
         """A Python script in a one-off container of the code server's service (its image, environment, mounts
@@ -299,7 +305,7 @@ def _warehouse_vs_oltp(p: Platform) -> dict[str, str]:
 def first_lineage(agent: Platform) -> dict:
     """``platform materialize job:full_lineage`` through the proxy: the run the agent launched, and the engine's
     container events meanwhile."""
-    with agent.container_events() as events:
+    with agent.container_events("event=create") as events:
         code, out, err = agent.platform("materialize", "job:full_lineage", "--from", SEED_DAY, "--to", SEED_DAY)
     assert code == 0, (out + err)[-4000:]
     return json.loads(out) | {"events": events}
