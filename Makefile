@@ -63,7 +63,7 @@ bench: up  ## each stage vs the naive way and the engine's limit, plus an increm
 images: setup  ## the images Ansible builds on vps_1, with stand-ins for the upstream ones (deploy/README.md)
 	@$(PY) -m deploy.sim.images vps_1
 
-topology-up: setup  ## the nodes as network namespaces behind their firewalls, stand-in listeners (root)
+topology-up: setup  ## the nodes as network namespaces behind their firewalls, vps_1 under Docker, vps_2 Spark Connect (root)
 	@$(PY) -m deploy.sim up
 
 topology-down:  ## idempotent

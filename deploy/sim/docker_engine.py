@@ -50,6 +50,15 @@ def _mounts_under(*roots: Path) -> list[str]:
     return sorted(out, key=len, reverse=True)
 
 
+def _terminate(pid: int, timeout: float) -> None:
+    """SIGTERM, then SIGKILL once ``timeout`` has passed: for a process that is not this one's child."""
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGTERM)
+        with contextlib.suppress(TimeoutError):
+            wait_for(lambda: not Path(f"/proc/{pid}").exists(), timeout, f"process {pid} to end")
+        os.kill(pid, signal.SIGKILL)
+
+
 class DockerEngine:
     """dockerd on ``data_root``, in ``namespace`` (None: the host's, for builds only)."""
 
@@ -125,13 +134,27 @@ class DockerEngine:
         return json.loads(self.docker(kind, "inspect", name).stdout)[0]
 
     def stop(self, timeout: float = 30) -> None:
-        """Containers, volumes and networks removed, dockerd (and its containerd) ended, its mounts undone."""
+        """Containers, volumes and networks removed, dockerd (and its containerd) ended, its mounts undone. Also
+        stops an engine that an earlier command started and left running (``make topology-up``): found by its pid
+        file."""
         if self.proc is not None and self.proc.poll() is None:
             with contextlib.suppress(subprocess.SubprocessError, EngineError):
                 self.remove_state()
             Lab.stop(self.proc, timeout)
+        elif self.proc is None and (pid := self._detached_pid()) is not None:
+            with contextlib.suppress(subprocess.SubprocessError, EngineError):
+                self.remove_state()
+            _terminate(pid, timeout)
         self.proc = None
         self._clean_exec_root()
+
+    def _detached_pid(self) -> int | None:
+        try:
+            pid = int((self.exec_root / "dockerd.pid").read_text().strip())
+            os.kill(pid, 0)
+        except (OSError, ValueError):
+            return None
+        return pid
 
     def _clean_exec_root(self) -> None:
         """Processes and mounts an earlier engine of this name left (also after a killed run), then its exec root."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -157,3 +158,60 @@ def prepare(
     spec = override(stack, root, spark_ca, engine.socket, settings)
     (stack / OVERRIDE).write_text(yaml.safe_dump(spec, sort_keys=False))
     return ContainerEdge(engine, stack, root)
+
+
+@dataclass
+class OperatorStack:
+    """vps_1's stack folder as Ansible leaves it, with what the operator holds."""
+
+    stack: Path
+    dotenv: dict[str, str]  # the .env Ansible wrote
+    password: str  # the UI login's, printed once by `secret_env init`
+
+
+def operator_stack(root: Path, extra_secrets: dict[str, str] | None = None) -> OperatorStack:
+    """The operator's secrets (the VPN's host: vps_1's public address in the simulation, plus ``extra_secrets``)
+    and the stack folder Ansible writes from them, under ``root``; the images ``.env`` names are built (cached)."""
+    from deploy.sim import images, operator
+    from deploy.sim.topology import EDGE, EDGE_PUBLIC_IP
+
+    tag = images.dagster_image_tag()  # what Ansible writes into .env as DAGSTER_IMAGE
+    images.build_node(EDGE, tag)
+    secrets_file, password = operator.operator_secrets(root, vpn_host=EDGE_PUBLIC_IP)
+    with secrets_file.open("a") as out:
+        out.writelines(f"{key}={value}\n" for key, value in (extra_secrets or {}).items())
+    stack = operator.node_stacks(root, secrets_file, [EDGE])[EDGE]
+    dotenv = operator.secret_values(stack / ".env")
+    if dotenv["DAGSTER_IMAGE"] != tag:
+        raise RuntimeError(f"Ansible wrote DAGSTER_IMAGE={dotenv['DAGSTER_IMAGE']}, the build tagged {tag}")
+    return OperatorStack(stack, dotenv, password)
+
+
+def start_edge(
+    engine: DockerEngine, stack: Path, disks: Path, spark_ca: Path, settings: dict[str, str] | None = None
+) -> tuple[ContainerEdge, float]:
+    """vps_1's engine started (in its namespace, Docker's bridges admitted by the node's firewall) and the stack
+    brought up as Ansible does; returns the edge and the seconds ``up --wait`` took. The engine is stopped if this
+    fails; otherwise the caller stops it."""
+    from deploy.sim.topology import admit_container_bridges
+
+    if engine.namespace is None:
+        raise ValueError("vps_1's engine runs in vps_1's namespace")
+    admit_container_bridges(engine.namespace)
+    engine.start()
+    try:
+        edge = prepare(engine, stack, disks, spark_ca, settings)
+        started = time.monotonic()
+        edge.up(timeout=600)
+        return edge, time.monotonic() - started
+    except BaseException:
+        engine.stop()
+        raise
+
+
+def seed(edge: ContainerEdge, scale_factor: float) -> None:
+    """TPC-H into the OLTP, from a one-off container of the code server's service (as an operator would)."""
+    out = edge.compose("run", "--rm", "--no-deps", "-T", "dagster-code-server", "python", "-m", "platform_assets.cli",
+                       "seed", "--sf", str(scale_factor), timeout=900)  # fmt: skip
+    if "seeded TPC-H" not in out.stdout + out.stderr:
+        raise RuntimeError(f"seeding failed:\n{out.stderr[-3000:]}")

@@ -11,6 +11,12 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
+from deploy.sim.operator import ACME_EMAIL, ANSIBLE, UI_DOMAIN, VPN_HOST, operator_secrets, secret_values, tool
+from deploy.sim.operator import node_stacks as ansible_node_stacks
+
+__all__ = ["ACME_EMAIL", "ANSIBLE", "UI_DOMAIN", "VPN_HOST", "ansible_node_stacks", "operator_secrets",
+           "secret_values", "tool"]  # fmt: skip
+
 if TYPE_CHECKING:
     from deploy.sim.gateway import Connection
 
@@ -43,100 +49,8 @@ def published(node: str) -> set[tuple[str, int, str]]:
     return out
 
 
-# --- The deploy artifacts under their real tools (test_compose_config.py, test_caddy.py). Appended to the readers
-# above, so the imports are local to each function.
-
-ANSIBLE = DEPLOY / "ansible"
-UI_DOMAIN, ACME_EMAIL, VPN_HOST = "dagster.example.org", "ops@example.org", "203.0.113.10"
-
-
-def tool(name: str) -> str:
-    """A binary of the venv (`make setup` installs caddy and ansible from the lock); missing is a failure."""
-    import sys
-
-    path = Path(sys.executable).parent / name
-    assert path.is_file(), f"{path} is missing: `make setup` installs it from requirements.lock"
-    return str(path)
-
-
-def operator_secrets(folder: Path, vpn_host: str = VPN_HOST) -> tuple[Path, str]:
-    """The operator's secrets file as ``python -m deploy.secret_env init`` writes it, and the UI password it prints."""
-    from deploy import secret_env
-
-    path = folder / "secrets" / "platform.env"
-    password = secret_env.init(path, UI_DOMAIN, ACME_EMAIL, vpn_host)
-    assert password, path
-    return path, password
-
-
-def secret_values(secrets_file: Path) -> dict[str, str]:
-    """KEY -> value as the operator's file means it (the UI hash's protective single quotes removed)."""
-    pairs = (line.split("=", 1) for line in secrets_file.read_text().splitlines() if "=" in line)
-    return {key: value.removeprefix("'").removesuffix("'") for key, value in pairs}
-
-
-def ansible_node_stacks(folder: Path, secrets_file: Path, nodes: list[str]) -> dict[str, Path]:
-    """Copies of the nodes' stack folders, each with the ``.env`` Ansible writes into it: site.yml's plays cut down
-    to their node_secrets import, run by ansible-playbook on this machine (connection local) with the real
-    inventory, vars files and play vars (the edge play's ``extra_env``: DAGSTER_IMAGE)."""
-    import json
-    import os
-    import shutil
-    import subprocess
-    import sys
-
-    plays = []
-    for play in yaml.safe_load((ANSIBLE / "site.yml").read_text()):
-        imports = [
-            t for t in play.get("tasks", []) if t.get("ansible.builtin.import_tasks") == "tasks/node_secrets.yml"
-        ]
-        if imports:
-            task = {**imports[0], "ansible.builtin.import_tasks": str(ANSIBLE / "tasks" / "node_secrets.yml")}
-            plays.append(
-                {
-                    "name": play["name"],
-                    "hosts": play["hosts"],
-                    "connection": "local",
-                    "gather_facts": False,
-                    "vars_files": [str(ANSIBLE / f) for f in play.get("vars_files", [])],
-                    "vars": play.get("vars", {}),
-                    "tasks": [task],
-                }
-            )
-    for node in nodes:
-        shutil.copytree(DEPLOY / node, folder / node)  # tasks/compose_up.yml's "Stack files"
-    run_dir = folder / "ansible"
-    run_dir.mkdir()
-    (run_dir / "templates").symlink_to(ANSIBLE / "templates")  # the template task looks beside the playbook
-    (run_dir / "play.yml").write_text(yaml.safe_dump(plays, sort_keys=False))
-    extra = {
-        "platform_root": f"{folder}/{{{{ inventory_hostname }}}}",
-        "repo_root": str(REPO),  # vars.yml derives it from the playbook's folder, which is a scratch one here
-        "ansible_python_interpreter": sys.executable,
-    }
-    (run_dir / "extra.json").write_text(json.dumps(extra))
-    env = {
-        "PATH": os.environ["PATH"],
-        "HOME": str(run_dir),
-        "ANSIBLE_CONFIG": str(ANSIBLE / "ansible.cfg"),
-        "ANSIBLE_HOME": str(run_dir / ".ansible"),
-        "ANSIBLE_LOCAL_TEMP": str(run_dir / "tmp"),
-        "ANSIBLE_REMOTE_TEMP": str(run_dir / "tmp"),
-        "PLATFORM_SECRETS": str(secrets_file),
-    }
-    cmd = [tool("ansible-playbook"), "-i", str(ANSIBLE / "inventory.yml"), "-l", ",".join(nodes)]
-    result = subprocess.run(
-        [*cmd, "-e", f"@{run_dir / 'extra.json'}", "play.yml"],
-        cwd=run_dir,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    for node in nodes:
-        assert (folder / node / ".env").is_file(), f"Ansible wrote no .env for {node}:\n{result.stdout[-3000:]}"
-    return {node: folder / node for node in nodes}
+# --- The deploy artifacts under their real tools (test_compose_config.py, test_caddy.py): the operator's and
+# Ansible's steps live in deploy/sim/operator.py (make topology-up takes them too); local imports below.
 
 
 def compose_binary() -> str:

@@ -37,12 +37,12 @@ from deploy.edge_stack import OLTP
 from deploy.sim import compute, gateway, images
 from deploy.sim import topology as sim
 from deploy.sim.docker_engine import DOCKER_CLIENT, DockerEngine, installed
-from deploy.sim.edge_containers import DAGSTER_SERVICES, ContainerEdge, prepare
+from deploy.sim.edge_containers import DAGSTER_SERVICES, ContainerEdge, operator_stack, seed, start_edge
 from deploy.sim.netns import Lab, host_routes_overlapping, wait_for
+from deploy.sim.operator import UI_DOMAIN
 from platform_assets.marts.queries import TPCH
 from resources.topology import PRIVATE_NETWORK, SERVICES, service
 from tests.conftest import REPO, SCALE_FACTOR, TEST_DATA
-from tests.deploy._helpers import UI_DOMAIN, ansible_node_stacks, operator_secrets, secret_values
 from tests.tpch_reference import mismatches, reference_answer
 
 pytestmark = pytest.mark.skipif(not installed(), reason="Docker Engine not installed (`make setup` installs it)")
@@ -143,37 +143,25 @@ def platform() -> Iterator[Platform]:
     shutil.rmtree(root, ignore_errors=True)
     root.mkdir(parents=True)
     (root / "agent").mkdir()
-    tag = images.dagster_image_tag()  # what Ansible writes into .env as DAGSTER_IMAGE
-    images.build_node("vps_1", tag)
-    secrets_file, password = operator_secrets(root, vpn_host=sim.EDGE_PUBLIC_IP)
     # the operator's optional webhook: a chat service on the internet, reached from vps_1
     webhook = f"http://{sim.INTERNET_IP}:{WEBHOOK_PORT}{WEBHOOK_PATH}"
-    with secrets_file.open("a") as out:
-        out.write(f"FAILURE_WEBHOOK_URL={webhook}\n")
-    stack = ansible_node_stacks(root, secrets_file, ["vps_1"])["vps_1"]
-    dotenv = secret_values(stack / ".env")
-    assert dotenv["DAGSTER_IMAGE"] == tag and dotenv["FAILURE_WEBHOOK_URL"] == webhook
+    operator = operator_stack(root, {"FAILURE_WEBHOOK_URL": webhook})
+    assert operator.dotenv["FAILURE_WEBHOOK_URL"] == webhook
     webhook_log = root / "webhook.log"
     with Lab() as lab:
         topo = sim.build(lab)
         topo.internet.popen(sys.executable, "-c", WEBHOOK, sim.INTERNET_IP, str(WEBHOOK_PORT), str(webhook_log),
                             log=root / "webhook.out")  # fmt: skip
         topo.internet.hosts({UI_DOMAIN: sim.EDGE_PUBLIC_IP})  # the A record
-        spark = compute.start(root / "vps_2", topo.nodes["vps_2"], token=dotenv["SPARK_CONNECT_TOKEN"])
+        spark = compute.start(root / "vps_2", topo.nodes["vps_2"], token=operator.dotenv["SPARK_CONNECT_TOKEN"])
+        engine = DockerEngine(f"{lab.prefix}-vps_1", images.docker_root() / "vps_1", topo.nodes[sim.EDGE])
         try:
-            vps_1 = topo.nodes[sim.EDGE]
-            sim.admit_container_bridges(vps_1)
-            with DockerEngine(f"{lab.prefix}-vps_1", images.docker_root() / "vps_1", vps_1) as engine:
-                edge = prepare(engine, stack, root / "disks", spark.ca, SETTINGS)
-                started = time.monotonic()
-                edge.up(timeout=600)
-                up = time.monotonic() - started
-                seed = edge.compose("run", "--rm", "--no-deps", "-T", "dagster-code-server", "python", "-m",
-                                    "platform_assets.cli", "seed", "--sf", str(SCALE_FACTOR), timeout=900)  # fmt: skip
-                assert "seeded TPC-H" in seed.stdout + seed.stderr, seed.stderr[-3000:]
-                yield Platform(topo, engine, edge, spark, root, dotenv, password, webhook_log, up)
-                engine.docker("rmi", f"{tag}-next", check=False)  # the upgrade test's tag (the image stays: `tag`)
+            edge, up = start_edge(engine, operator.stack, root / "disks", spark.ca, SETTINGS)
+            seed(edge, SCALE_FACTOR)
+            yield Platform(topo, engine, edge, spark, root, operator.dotenv, operator.password, webhook_log, up)
+            engine.docker("rmi", f"{operator.dotenv['DAGSTER_IMAGE']}-next", check=False)  # the upgrade test's tag
         finally:
+            engine.stop()
             spark.stop()
     assert host_routes_overlapping(str(PRIVATE_NETWORK)) == []
 
