@@ -19,7 +19,7 @@ help:
 	@echo "make bench SF=0.1  benchmark each stage against the naive way and the engine's limit"
 	@echo "make lint     ruff"
 	@echo "make topology-up/down  the three nodes + the internet as network namespaces (root; see deploy/README.md)"
-	@echo "make images   build vps_1's images from their Dockerfiles on a local Docker Engine (root; cached in .data/docker)"
+	@echo "make images   build vps_1's and vps_2's images from their Dockerfiles on a local Docker Engine (root; cached in .data/docker)"
 
 setup:
 	@./deploy/local/bootstrap.sh
@@ -60,8 +60,8 @@ test-fast: setup  ## the edit-run loop: no stack, no namespaces, no JVM (catalog
 bench: up  ## each stage vs the naive way and the engine's limit, plus an incremental day; SF=0.1 by default, BENCH_ARGS=--help
 	@$(PY) -m benchmarks.run --sf $(or $(SF),0.1) $(BENCH_ARGS)
 
-images: setup  ## the images Ansible builds on vps_1, with stand-ins for the upstream ones (deploy/README.md)
-	@$(PY) -m deploy.sim.images vps_1
+images: setup  ## vps_1's images (as Ansible builds them) and vps_2's Spark Connect pod, with stand-ins for upstream ones (deploy/README.md)
+	@$(PY) -m deploy.sim.images vps_1 vps_2
 
 topology-up: setup  ## the nodes as network namespaces behind their firewalls, vps_1 under Docker, vps_2 Spark Connect (root)
 	@$(PY) -m deploy.sim up

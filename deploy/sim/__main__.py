@@ -2,12 +2,12 @@
 
 ``up`` builds the namespaces (``platform-vps_1`` … ``platform-internet``) behind each node's firewall and deploys
 what can run here as the deployment runs it: vps_1's stack under a Docker Engine in vps_1's namespace (images built
-from their Dockerfiles, the ``.env`` Ansible writes, ``compose up --wait``; TPC-H seeded), vps_2's Spark Connect pod
-(Spark + its TLS/token sidecar, as processes: no Kubernetes here), and on vps_3 a stand-in listener on each of its
-bindings (no ClickHouse server here; runs use the in-process engine). Then it returns, printing how to reach the UI
-from the internet host; everything stays until ``down``. ``up --listeners`` starts only stand-in listeners on every
-node's bindings (seconds; for trying the firewalls). State: ``.data/topology`` (the operator's secrets, the stack
-folder, the block volumes' folders, the agent's VPN profile).
+from their Dockerfiles, the ``.env`` Ansible writes, ``compose up --wait``; TPC-H seeded), vps_2's Spark Connect
+pod (Spark + its TLS/token sidecar as containers on an engine in vps_2's namespace: no Kubernetes here), and on
+vps_3 a stand-in listener on each of its bindings (no ClickHouse server here; runs use the in-process engine). Then
+it returns, printing how to reach the UI from the internet host; everything stays until ``down``. ``up
+--listeners`` starts only stand-in listeners on every node's bindings (seconds; for trying the firewalls). State:
+``.data/topology`` (the operator's secrets, the stack folder, the block volumes' folders, the agent's VPN profile).
 """
 
 from __future__ import annotations
@@ -17,7 +17,8 @@ import shutil
 import sys
 
 from deploy import firewall
-from deploy.sim import compute, images, topology
+from deploy.sim import compute_containers as pod
+from deploy.sim import images, topology
 from deploy.sim.docker_engine import DockerEngine
 from deploy.sim.edge_containers import operator_stack, seed, start_edge
 from deploy.sim.gateway import CA_ROOT
@@ -31,8 +32,8 @@ STATE = REPO_ROOT / ".data" / "topology"
 COMPUTE = "vps_2"
 
 
-def _engine(ns: Namespace | None = None) -> DockerEngine:
-    return DockerEngine(f"{PREFIX}-{topology.EDGE}", images.docker_root() / topology.EDGE, ns)
+def _engine(node: str, ns: Namespace | None = None) -> DockerEngine:
+    return DockerEngine(f"{PREFIX}-{node}", images.docker_root() / node, ns)
 
 
 def _listeners(ns: Namespace, node: str) -> int:
@@ -53,9 +54,13 @@ def up(listeners_only: bool = False, scale_factor: float = 0.01) -> int:
         STATE.mkdir(parents=True)
         operator = operator_stack(STATE)
         topo.internet.hosts({UI_DOMAIN: topology.EDGE_PUBLIC_IP})  # the A record
-        spark = compute.start(STATE / COMPUTE, topo.nodes[COMPUTE], token=operator.dotenv["SPARK_CONNECT_TOKEN"])
+        images.build_node(COMPUTE)
+        token = operator.dotenv["SPARK_CONNECT_TOKEN"]
+        spark = pod.start(_engine(COMPUTE, topo.nodes[COMPUTE]), STATE / COMPUTE, token)
         print(f"{topo.nodes[COMPUTE].name}: Spark Connect behind its sidecar at {spark.endpoint}")
-        edge, took = start_edge(_engine(topo.nodes[topology.EDGE]), operator.stack, STATE / "disks", spark.ca)
+        edge, took = start_edge(
+            _engine(topology.EDGE, topo.nodes[topology.EDGE]), operator.stack, STATE / "disks", spark.ca
+        )
         print(f"{topo.nodes[topology.EDGE].name}: vps_1's stack up and healthy in {took:.0f} s ({operator.stack})")
         seed(edge, scale_factor)
         profile = STATE / "agent.ovpn"
@@ -75,8 +80,9 @@ def up(listeners_only: bool = False, scale_factor: float = 0.01) -> int:
 
 
 def down() -> int:
-    """vps_1's engine first (its containers live in namespaces of their own), then every namespace and process."""
-    _engine().stop()
+    """The engines first (their containers live in namespaces of their own), then every namespace and process."""
+    for node in (topology.EDGE, COMPUTE):
+        _engine(node).stop()
     removed = remove_prefixed(PREFIX)
     print(f"removed {len(removed)} namespaces" if removed else "nothing to remove")
     return 0

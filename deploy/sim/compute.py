@@ -75,11 +75,18 @@ def spark_defaults(original: str, port: int, folder: Path) -> str:
     return conf.rstrip("\n") + f"\nspark.jars {','.join(jars)}\n"
 
 
-def nginx_conf(original: str, address: str, port: int, upstream: int, folder: Path) -> str:
-    """The ConfigMap's ``nginx.conf`` listening on ``address:port``, its paths in ``folder``, for nginx 1.22."""
-    conf, n = re.subn(r"listen (\d+) ssl;\n(\s*)http2 on;\n", rf"listen {address}:{port} ssl http2;\n", original)
+def fold_http2(conf: str, listen: str | None = None) -> str:
+    """``listen PORT ssl;`` + ``http2 on;`` (nginx 1.25.1+) as ``listen LISTEN ssl http2;`` for Debian's nginx 1.22;
+    ``listen`` defaults to the port as written."""
+    folded, n = re.subn(r"listen (\d+) ssl;\n\s*http2 on;\n", lambda m: f"listen {listen or m[1]} ssl http2;\n", conf)
     if n != 1:
         raise RuntimeError("nginx.conf no longer has `listen PORT ssl;` followed by `http2 on;`: revisit the rewrite")
+    return folded
+
+
+def nginx_conf(original: str, address: str, port: int, upstream: int, folder: Path) -> str:
+    """The ConfigMap's ``nginx.conf`` listening on ``address:port``, its paths in ``folder``, for nginx 1.22."""
+    conf = fold_http2(original, f"{address}:{port}")
     conf, n = re.subn(r"grpc_pass grpc://127\.0\.0\.1:\d+;", f"grpc_pass grpc://127.0.0.1:{upstream};", conf)
     if n != 1:
         raise RuntimeError("nginx.conf has no single `grpc_pass grpc://127.0.0.1:PORT;`")

@@ -120,9 +120,12 @@ class DockerEngine:
     def log_tail(self, chars: int = 3000) -> str:
         return self.log_path.read_text(errors="replace")[-chars:] if self.log_path.exists() else ""
 
-    def docker(self, *args: str, check: bool = True, timeout: float = 120, **kw) -> subprocess.CompletedProcess[str]:
+    def docker(
+        self, *args: str, check: bool = True, timeout: float = 120, extra_env: dict[str, str] | None = None, **kw
+    ) -> subprocess.CompletedProcess[str]:
+        """``extra_env``: for ``-e NAME`` without a value, which keeps a secret off the command line."""
         out = subprocess.run([DOCKER_CLIENT, "-H", self.host, *args], capture_output=True, text=True,
-                             timeout=timeout, env=self.env(), **kw)  # fmt: skip
+                             timeout=timeout, env=self.env() | (extra_env or {}), **kw)  # fmt: skip
         if check and out.returncode != 0:
             raise EngineError(f"docker {' '.join(args[:3])} failed ({out.returncode}): {out.stderr[-3000:]}")
         return out

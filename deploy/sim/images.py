@@ -78,10 +78,28 @@ def project_images(dagster_tag: str) -> list[Image]:
     ]  # fmt: skip
 
 
+def spark_connect_images() -> list[Image]:
+    """vps_2's Spark Connect pod: stand-ins for Spark's and nginx's upstream images, and the Spark Connect image
+    under the tag k3s runs, built from its simulation replacement (its own Dockerfile's Ivy step needs Maven
+    Central, unreachable here: ``deploy/sim/standins/spark-connect``)."""
+    from deploy.render import images as rendered
+
+    (tag,) = [e["tag"] for e in rendered()["k3s_images"] if "spark-connect" in e["deployments"]]
+    spark = f"apache/spark:{versions.SPARK}-python3"
+    return [
+        Image(versions.PYTHON_SLIM, STANDINS / "python" / "Dockerfile", STANDINS / "python"),
+        Image(spark, STANDINS / "spark" / "Dockerfile", STANDINS / "spark", {"SPARK_VERSION": versions.SPARK}),
+        Image(versions.NGINX, STANDINS / "nginx" / "Dockerfile", STANDINS / "nginx"),
+        Image(tag, STANDINS / "spark-connect" / "Dockerfile", REPO_ROOT, {"SPARK_VERSION": versions.SPARK}),
+    ]
+
+
 def images(node: str, dagster_tag: str) -> list[Image]:
     """What ``node``'s engine needs, in build order (the stand-ins before the images built on them)."""
     if node == "vps_1":
         return [*standins(), *project_images(dagster_tag)]
+    if node == "vps_2":
+        return spark_connect_images()
     raise ValueError(f"no images for {node}")
 
 
@@ -158,7 +176,7 @@ def build_node(node: str, dagster_tag: str | None = None, log=print) -> list[str
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m deploy.sim.images", description=__doc__)
-    parser.add_argument("nodes", nargs="*", default=["vps_1"])
+    parser.add_argument("nodes", nargs="*", default=["vps_1", "vps_2"])
     for node in parser.parse_args(argv).nodes:
         build_node(node)
     return 0

@@ -153,7 +153,8 @@ def test_the_nodes_nftables_admit_exactly_what_the_cloud_firewalls_admit():
 
 
 def test_topology_up_and_down_leave_nothing_behind():
-    """``make topology-up`` / ``make topology-down``: the namespaces outlive ``up``; ``down`` is idempotent."""
+    """``python -m deploy.sim up --listeners`` / ``make topology-down``: the namespaces outlive ``up``; ``down`` is
+    idempotent. (The full ``make topology-up`` deploys with the functions ``test_end_to_end.py``'s fixture uses.)"""
     from deploy.sim.__main__ import PREFIX
     from deploy.sim.netns import _netns_names
 
@@ -161,7 +162,7 @@ def test_topology_up_and_down_leave_nothing_behind():
         return subprocess.run([sys.executable, "-m", "deploy.sim", *a], capture_output=True, text=True, timeout=120)
 
     try:
-        assert run("up").returncode == 0
+        assert run("up", "--listeners").returncode == 0
         names = {n for n in _netns_names() if n.startswith(PREFIX + "-")}
         assert {f"{PREFIX}-{n}" for n in [*NODES, "internet"]} <= names
         probe = [sys.executable, "-m", "deploy.sim.probe", _spec(sim.EDGE_PUBLIC_IP, 443, "tcp")]

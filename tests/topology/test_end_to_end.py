@@ -3,14 +3,15 @@ Docker Engine and Compose inside vps_1's namespace (images built from their Dock
 ``.env`` written by Ansible), behind the nodes' firewalls; from the internet, on the VPN, through Caddy,
 ``platform describe`` and ``platform materialize job:full_lineage``.
 
-What cannot run here stays a stand-in (``deploy/README.md``): vps_2's Spark Connect behind nginx (TLS + token) runs
-as processes in vps_2's namespace, as no Kubernetes runs here; in place of vps_3's ClickHouse servers, the
-in-process engine (chDB) on a folder the run containers mount, one run at a time. Each run starts in a container of
-its own (``DockerRunLauncher``), extracts from 10.104.0.2:5432, transforms on 10.104.0.3:15002, and the marts must
-equal TPC-H's answers. A run terminated from the UI stops its container; a run container killed with ``docker kill``
-is failed by run monitoring and retried as a new run; vps_2's Spark lost in the middle of a run fails the run with
-one line naming node, service and endpoint (reported to the operator's webhook, not retried as a run), and a re-run
-once Spark is back leaves the warehouse equal to the OLTP and the marts to TPC-H.
+What cannot run here stays a stand-in (``deploy/README.md``): vps_2's Spark Connect pod (Spark + its TLS/token
+sidecar) runs as containers on a Docker Engine in vps_2's namespace, as no Kubernetes runs here; in place of vps_3's
+ClickHouse servers, the in-process engine (chDB) on a folder the run containers mount, one run at a time. Each run
+starts in a container of its own (``DockerRunLauncher``), extracts from 10.104.0.2:5432, transforms on
+10.104.0.3:15002, and the marts must equal TPC-H's answers. A run terminated from the UI stops its container; a run
+container killed with ``docker kill`` is failed by run monitoring and retried as a new run; vps_2's Spark container
+killed in the middle of a run fails the run with one line naming node, service and endpoint (reported to the
+operator's webhook, not retried as a run), and a re-run once Spark is back leaves the warehouse equal to the OLTP
+and the marts to TPC-H.
 
 The first session builds the images (several minutes); later ones reuse the layers in ``.data/docker``.
 """
@@ -35,6 +36,7 @@ import yaml
 
 from deploy.edge_stack import OLTP
 from deploy.sim import compute, gateway, images
+from deploy.sim import compute_containers as pod
 from deploy.sim import topology as sim
 from deploy.sim.docker_engine import DOCKER_CLIENT, DockerEngine, installed
 from deploy.sim.edge_containers import DAGSTER_SERVICES, ContainerEdge, operator_stack, seed, start_edge
@@ -70,7 +72,7 @@ class Platform:
     topo: sim.Topology
     engine: DockerEngine
     edge: ContainerEdge
-    spark: compute.SparkConnect
+    spark: pod.ContainerPod
     root: Path
     dotenv: dict[str, str]  # the .env Ansible wrote
     password: str  # the UI login's
@@ -145,6 +147,7 @@ def platform() -> Iterator[Platform]:
     (root / "agent").mkdir()
     # the operator's optional webhook: a chat service on the internet, reached from vps_1
     webhook = f"http://{sim.INTERNET_IP}:{WEBHOOK_PORT}{WEBHOOK_PATH}"
+    images.build_node("vps_2")
     operator = operator_stack(root, {"FAILURE_WEBHOOK_URL": webhook})
     assert operator.dotenv["FAILURE_WEBHOOK_URL"] == webhook
     webhook_log = root / "webhook.log"
@@ -153,7 +156,8 @@ def platform() -> Iterator[Platform]:
         topo.internet.popen(sys.executable, "-c", WEBHOOK, sim.INTERNET_IP, str(WEBHOOK_PORT), str(webhook_log),
                             log=root / "webhook.out")  # fmt: skip
         topo.internet.hosts({UI_DOMAIN: sim.EDGE_PUBLIC_IP})  # the A record
-        spark = compute.start(root / "vps_2", topo.nodes["vps_2"], token=operator.dotenv["SPARK_CONNECT_TOKEN"])
+        compute_engine = DockerEngine(f"{lab.prefix}-vps_2", images.docker_root() / "vps_2", topo.nodes["vps_2"])
+        spark = pod.start(compute_engine, root / "vps_2", operator.dotenv["SPARK_CONNECT_TOKEN"])
         engine = DockerEngine(f"{lab.prefix}-vps_1", images.docker_root() / "vps_1", topo.nodes[sim.EDGE])
         try:
             edge, up = start_edge(engine, operator.stack, root / "disks", spark.ca, SETTINGS)
@@ -204,6 +208,23 @@ def test_with_the_real_services_the_internet_still_reaches_only_https_and_the_vp
     ports = sorted({s.port for s in SERVICES.values() if s.protocol == "tcp"})
     answered = gateway.reachable(p.topo.internet, *(f"{sim.EDGE_PUBLIC_IP}:{port}/tcp" for port in ports))
     assert answered == {f"{sim.EDGE_PUBLIC_IP}:443/tcp"}
+
+
+def test_vps_2_runs_the_spark_connect_pod_as_the_deployment_declares_and_answers_only_through_its_sidecar(
+    platform: Platform,
+):
+    """The pod's containers as the Deployment gives them; from the VPC only the TLS sidecar's port answers on vps_2
+    (Spark's own port is bound to the pod's loopback), from vps_1's run network too."""
+    p = platform
+    spark = p.spark.engine.inspect("container", pod.SPARK)
+    assert spark["Config"]["User"] == "185" and spark["HostConfig"]["CapDrop"] == ["ALL"]
+    assert "no-new-privileges" in spark["HostConfig"]["SecurityOpt"]
+    assert "SPARK_CONNECT_AUTHENTICATE_TOKEN" not in " ".join(spark["Args"] + [spark["Path"]])
+    assert spark["HostConfig"]["NetworkMode"] == f"container:{p.spark.engine.inspect('container', pod.PAUSE)['Id']}"
+    vps_2 = p.topo.address_of("vps_2")
+    spark_port = compute.defaults(compute.config_map()["spark-defaults.conf"])["spark.connect.grpc.binding.port"]
+    tried = (f"{vps_2}:{p.spark.port}/tcp", f"{vps_2}:{spark_port}/tcp")
+    assert gateway.reachable(p.topo.nodes["vps_3"], *tried) == {tried[0]}
 
 
 @pytest.fixture(scope="module")
@@ -315,7 +336,7 @@ def test_an_agent_on_the_vpn_runs_full_lineage_through_the_proxy(agent: Platform
     assert (logs["stdout"] or "") + (logs["stderr"] or ""), "the webserver could not read the logs"
 
     # the curated layer ran on vps_2: Spark Connect's calls passed its TLS sidecar
-    assert "ExecutePlan" in (p.root / "vps_2" / "nginx" / "access.log").read_text()
+    assert "ExecutePlan" in p.spark.access_log().read_text()
 
 
 def test_the_run_ran_in_a_container_of_its_own_removed_after(agent: Platform, first_lineage: dict):
@@ -450,7 +471,7 @@ def node_lost(agent: Platform, first_lineage: dict) -> LostNode:
     step takes 2 s, too short to aim at from the run's events), then brought back and the run redone."""
     p = agent
     progress = p.root / "lost-run.progress"
-    calls = p.root / "vps_2" / "nginx" / "access.log"
+    calls = p.spark.access_log()
     before = calls.stat().st_size
     with progress.open("w") as err:
         cli = subprocess.Popen(
