@@ -3,9 +3,9 @@
 ``up`` builds the namespaces (``platform-vps_1`` … ``platform-internet``) behind each node's firewall and deploys
 what can run here as the deployment runs it: vps_1's stack under a Docker Engine in vps_1's namespace (images built
 from their Dockerfiles, the ``.env`` Ansible writes, ``compose up --wait``; TPC-H seeded), vps_2's Spark Connect
-pod (Spark + its TLS/token sidecar as containers on an engine in vps_2's namespace: no Kubernetes here), and on
-vps_3 a stand-in listener on each of its bindings (no ClickHouse server here; runs use the in-process engine). Then
-it returns, printing how to reach the UI from the internet host; everything stays until ``down``. ``up
+pod (Spark + its TLS/token sidecar) and Jupyter as containers on an engine in vps_2's namespace (no Kubernetes
+here), and on vps_3 a stand-in listener on each of its bindings (no ClickHouse server here; runs use the in-process
+engine). Then it returns, printing how to reach the UI from the internet host; everything stays until ``down``. ``up
 --listeners`` starts only stand-in listeners on every node's bindings (seconds; for trying the firewalls). State:
 ``.data/topology`` (the operator's secrets, the stack folder, the block volumes' folders, the agent's VPN profile).
 """
@@ -54,10 +54,13 @@ def up(listeners_only: bool = False, scale_factor: float = 0.01) -> int:
         STATE.mkdir(parents=True)
         operator = operator_stack(STATE)
         topo.internet.hosts({UI_DOMAIN: topology.EDGE_PUBLIC_IP})  # the A record
-        images.build_node(COMPUTE)
-        token = operator.dotenv["SPARK_CONNECT_TOKEN"]
-        spark = pod.start(_engine(COMPUTE, topo.nodes[COMPUTE]), STATE / COMPUTE, token)
-        print(f"{topo.nodes[COMPUTE].name}: Spark Connect behind its sidecar at {spark.endpoint}")
+        tokens = operator.compute_env["SPARK_CONNECT_TOKEN"], operator.compute_env["JUPYTER_TOKEN"]
+        spark = pod.start(_engine(COMPUTE, topo.nodes[COMPUTE]), STATE / COMPUTE / "pod", tokens[0])
+        pod.start_jupyter(spark, STATE / COMPUTE / "pod", *tokens)
+        print(
+            f"{topo.nodes[COMPUTE].name}: Spark Connect behind its sidecar at {spark.endpoint}, Jupyter at "
+            f"http://{spark.address}:8888 (token {tokens[1]})"
+        )
         edge, took = start_edge(
             _engine(topology.EDGE, topo.nodes[topology.EDGE]), operator.stack, STATE / "disks", spark.ca
         )

@@ -173,8 +173,25 @@ def stop_groups(procs: list[subprocess.Popen[bytes]], sig: int = signal.SIGTERM,
         time.sleep(0.1)
 
 
+class Reachable:
+    """What a Spark Connect pod's clients need: its endpoint and URL (address, port and token set by the pod)."""
+
+    address: str
+    port: int
+    token: str
+
+    @property
+    def endpoint(self) -> str:
+        return f"{self.address}:{self.port}"
+
+    @property
+    def url(self) -> str:
+        """What Jupyter and Dagster's ``SPARK_REMOTE`` hold: TLS on, the token, the node's address."""
+        return f"sc://{self.endpoint}/;use_ssl=true;token={self.token}"
+
+
 @dataclass
-class SparkConnect:
+class SparkConnect(Reachable):
     """A running pod: nginx on ``address:port`` (TLS, token checked by Spark), Spark Connect on
     ``spark_address:spark_port`` (the ConfigMap's loopback binding), both in ``namespace`` or the host's."""
 
@@ -189,15 +206,6 @@ class SparkConnect:
     env: dict[str, str] = field(repr=False)
     nginx: subprocess.Popen[bytes] | None = field(default=None, repr=False)
     spark: subprocess.Popen[bytes] | None = field(default=None, repr=False)
-
-    @property
-    def endpoint(self) -> str:
-        return f"{self.address}:{self.port}"
-
-    @property
-    def url(self) -> str:
-        """What Jupyter and Dagster's ``SPARK_REMOTE`` hold: TLS on, the token, the node's address."""
-        return f"sc://{self.endpoint}/;use_ssl=true;token={self.token}"
 
     @property
     def spark_running(self) -> bool:

@@ -38,27 +38,47 @@ TOKEN_ENV = "SPARK_CONNECT_AUTHENTICATE_TOKEN"  # the Deployment takes it from t
 SPARK_UID = 185  # the Deployment's runAsUser, the image's `spark`
 
 
-def deployment() -> dict:
-    docs = [d for d in yaml.safe_load_all(compute.MANIFEST.read_text()) if d]
-    return next(d for d in docs if d["kind"] == "Deployment" and d["metadata"]["name"] == "spark-connect")
+def deployment(name: str = "spark-connect") -> dict:
+    """A Deployment of vps_2's manifests (``spark-connect``, ``jupyter``)."""
+    docs = [d for d in yaml.safe_load_all((compute.MANIFEST.parent / f"{name}.yaml").read_text()) if d]
+    return next(d for d in docs if d["kind"] == "Deployment" and d["metadata"]["name"] == name)
+
+
+def container_spec(deployment_name: str, container: str) -> dict:
+    spec = deployment(deployment_name)["spec"]["template"]["spec"]
+    return next(c for c in spec["containers"] if c["name"] == container)
+
+
+def _env_args(spec: dict, secrets: dict[tuple[str, str], str]) -> tuple[list[str], dict[str, str]]:
+    """``-e`` arguments for a container's env; a value from a Secret (``secrets[(name, key)]``) is passed as
+    ``-e NAME`` with the value in the client's environment, off every command line."""
+    args, values = [], {}
+    for var in spec["env"]:
+        if "value" in var:
+            args += ["-e", f"{var['name']}={var['value']}"]
+        else:
+            ref = var["valueFrom"]["secretKeyRef"]
+            args += ["-e", var["name"]]
+            values[var["name"]] = secrets[(ref["name"], ref["key"])]
+    return args, values
+
+
+def _security_args(spec: dict) -> list[str]:
+    security = spec["securityContext"]
+    args = ["--user", str(security["runAsUser"])]
+    if security.get("allowPrivilegeEscalation") is False:
+        args += ["--security-opt", "no-new-privileges"]
+    return args + [f"--cap-drop={cap}" for cap in security["capabilities"]["drop"]]
 
 
 @dataclass
-class ContainerPod:
+class ContainerPod(compute.Reachable):
     engine: DockerEngine
     folder: Path
     address: str
     port: int
     token: str
     ca: Path
-
-    @property
-    def endpoint(self) -> str:
-        return f"{self.address}:{self.port}"
-
-    @property
-    def url(self) -> str:
-        return f"sc://{self.endpoint}/;use_ssl=true;token={self.token}"
 
     def _probe(self) -> bool:
         """The Deployment's startup and liveness probe, run in the container as the kubelet runs it."""
@@ -67,7 +87,7 @@ class ContainerPod:
 
     @staticmethod
     def _spark() -> dict:
-        return next(c for c in deployment()["spec"]["template"]["spec"]["containers"] if c["name"] == "spark-connect")
+        return container_spec("spark-connect", "spark-connect")
 
     def start_spark(self, timeout: float = compute.SPARK_START_TIMEOUT) -> None:
         """Start (or restart) the Spark container and wait for its probe; the sidecar is left alone."""
@@ -98,27 +118,17 @@ class ContainerPod:
         self.engine.stop()
 
 
-def _spark_args(folder: Path, token_env: str) -> list[str]:
-    """``docker create`` arguments for the Deployment's spark-connect container."""
+def _spark_args(folder: Path, token: str) -> tuple[list[str], dict[str, str]]:
+    """``docker create`` arguments for the Deployment's spark-connect container, and the secrets' values."""
     spec = ContainerPod._spark()
-    env = []
-    for var in spec["env"]:
-        if "value" in var:
-            env += ["-e", f"{var['name']}={var['value']}"]
-        else:  # from the secret: the value stays off every command line
-            env += ["-e", var["name"]]
-    if f"-e {token_env}" not in " ".join(env):
-        raise RuntimeError(f"the Deployment no longer takes {token_env} from its secret")
+    env, values = _env_args(spec, {("spark-connect", "token"): token})
+    if TOKEN_ENV not in values:
+        raise RuntimeError(f"the Deployment no longer takes {TOKEN_ENV} from its secret")
     mounts = {m["name"]: m["mountPath"] for m in spec["volumeMounts"]}  # conf's subPath: the one file
-    security = spec["securityContext"]
-    args = ["--name", SPARK, "--network", f"container:{PAUSE}", "--user", str(security["runAsUser"]),
-            "--restart", "no", *env,
+    args = ["--name", SPARK, "--network", f"container:{PAUSE}", *_security_args(spec), "--restart", "no", *env,
             "-v", f"{folder / 'conf' / 'spark-defaults.conf'}:{mounts['conf']}:ro",
             "-v", f"{folder / 'spark-local'}:{mounts['spark-local']}"]  # fmt: skip
-    if security.get("allowPrivilegeEscalation") is False:
-        args += ["--security-opt", "no-new-privileges"]
-    args += [f"--cap-drop={cap}" for cap in security["capabilities"]["drop"]]
-    return [*args, "--entrypoint", spec["command"][0], spec["image"], *spec["command"][1:]]
+    return [*args, "--entrypoint", spec["command"][0], spec["image"], *spec["command"][1:]], values
 
 
 def start(engine: DockerEngine, folder: Path, token: str, timeout: float = compute.SPARK_START_TIMEOUT) -> ContainerPod:
@@ -144,8 +154,9 @@ def start(engine: DockerEngine, folder: Path, token: str, timeout: float = compu
         engine.docker("network", "create", NETWORK)
         engine.docker("run", "-d", "--name", PAUSE, "--network", NETWORK, "-p", f"{address}:{port}:{port}",
                       "--entrypoint", "sleep", spark["image"], "infinity")  # fmt: skip
-        engine.docker("create", *_spark_args(folder, TOKEN_ENV), extra_env={TOKEN_ENV: token})
-        sidecar = next(c for c in deployment()["spec"]["template"]["spec"]["containers"] if c["name"] == "tls-proxy")
+        args, secrets = _spark_args(folder, token)
+        engine.docker("create", *args, extra_env=secrets)
+        sidecar = container_spec("spark-connect", "tls-proxy")
         engine.docker("run", "-d", "--name", SIDECAR, "--network", f"container:{PAUSE}", "--restart", "no",
                       "-v", f"{folder / 'nginx' / 'nginx.conf'}:/etc/nginx/nginx.conf:ro",
                       "-v", f"{folder / 'tls'}:/tls:ro", sidecar["image"])  # fmt: skip
@@ -160,3 +171,45 @@ def start(engine: DockerEngine, folder: Path, token: str, timeout: float = compu
 def _listening(engine: DockerEngine, port: int) -> bool:
     pid = engine.inspect("container", SIDECAR)["State"]["Pid"]
     return bool(pid) and compute.listening(pid, "0.0.0.0", port)
+
+
+JUPYTER = "jupyter"
+
+
+def start_jupyter(pod: ContainerPod, folder: Path, spark_token: str, jupyter_token: str, timeout: float = 120) -> str:
+    """The Jupyter Deployment beside the pod, as its manifest declares it (image and args, environment with the two
+    Secrets, user 1000 with ``fsGroup``, capabilities, the work volume, the CA from ``spark-connect-tls``), its
+    Service's port published on vps_2's private address; the Spark Connect Service's cluster name resolves to the
+    Spark pod (what cluster DNS does). Returns once the readiness probe (``GET /api``) passes, from the node."""
+    from deploy.compute_manifests import SPARK_DNS
+
+    spec = container_spec("jupyter", "jupyter")
+    env, values = _env_args(spec, {("spark-connect", "token"): spark_token, ("jupyter", "token"): jupyter_token})
+    mounts = {m["name"]: m["mountPath"] for m in spec["volumeMounts"]}
+    pod_spec = deployment("jupyter")["spec"]["template"]["spec"]
+    work = folder / "jupyter-work"
+    work.mkdir(parents=True, exist_ok=True)
+    group = pod_spec["securityContext"]["fsGroup"]
+    os.chown(work, 0, group)
+    work.chmod(0o2775)  # what fsGroup makes of a volume: group-owned, group-writable, setgid
+    port = spec["ports"][0]["containerPort"]
+    spark_ip = pod.engine.inspect("container", PAUSE)["NetworkSettings"]["Networks"][NETWORK]["IPAddress"]
+    pod.engine.docker(
+        "run", "-d", "--name", JUPYTER, "--network", NETWORK, "-p", f"{pod.address}:{port}:{port}",
+        *_security_args(spec), "--group-add", str(group), "--restart", "no", *env,
+        "--add-host", f"{SPARK_DNS}:{spark_ip}",
+        "-v", f"{work}:{mounts['work']}", "-v", f"{pod.ca}:{mounts['tls']}/tls.crt:ro",
+        spec["image"], *spec["args"], extra_env=values,
+    )  # fmt: skip
+    probe = spec["readinessProbe"]["httpGet"]
+    url = f"http://{pod.address}:{probe['port']}{probe['path']}"
+    check = ["python3", "-c", "import sys, urllib.request; urllib.request.urlopen(sys.argv[1], timeout=5)", url]
+
+    def ready() -> bool:
+        if not pod.engine.inspect("container", JUPYTER)["State"]["Running"]:
+            logs = pod.engine.docker("logs", "--tail", "40", JUPYTER, check=False)
+            raise EngineError(f"Jupyter exited:\n{logs.stdout}{logs.stderr}")
+        return pod.engine.namespace.run(*check, check=False, timeout=30).returncode == 0
+
+    wait_for(ready, timeout, "Jupyter's readiness probe", interval=1)
+    return JUPYTER

@@ -167,24 +167,27 @@ class OperatorStack:
     stack: Path
     dotenv: dict[str, str]  # the .env Ansible wrote
     password: str  # the UI login's, printed once by `secret_env init`
+    compute_env: dict[str, str]  # the .env Ansible wrote on vps_2 (its Kubernetes secrets are made from it)
 
 
 def operator_stack(root: Path, extra_secrets: dict[str, str] | None = None) -> OperatorStack:
     """The operator's secrets (the VPN's host: vps_1's public address in the simulation, plus ``extra_secrets``)
-    and the stack folder Ansible writes from them, under ``root``; the images ``.env`` names are built (cached)."""
+    and the stack folders Ansible writes from them for vps_1 and vps_2, under ``root``; the nodes' images are built
+    (cached)."""
     from deploy.sim import images, operator
     from deploy.sim.topology import EDGE, EDGE_PUBLIC_IP
 
     tag = images.dagster_image_tag()  # what Ansible writes into .env as DAGSTER_IMAGE
-    images.build_node(EDGE, tag)
+    images.build_nodes([EDGE, "vps_2"], tag)
     secrets_file, password = operator.operator_secrets(root, vpn_host=EDGE_PUBLIC_IP)
     with secrets_file.open("a") as out:
         out.writelines(f"{key}={value}\n" for key, value in (extra_secrets or {}).items())
-    stack = operator.node_stacks(root, secrets_file, [EDGE])[EDGE]
+    stacks = operator.node_stacks(root, secrets_file, [EDGE, "vps_2"])
+    stack = stacks[EDGE]
     dotenv = operator.secret_values(stack / ".env")
     if dotenv["DAGSTER_IMAGE"] != tag:
         raise RuntimeError(f"Ansible wrote DAGSTER_IMAGE={dotenv['DAGSTER_IMAGE']}, the build tagged {tag}")
-    return OperatorStack(stack, dotenv, password)
+    return OperatorStack(stack, dotenv, password, operator.secret_values(stacks["vps_2"] / ".env"))
 
 
 def start_edge(

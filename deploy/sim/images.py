@@ -19,6 +19,7 @@ import shutil
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -60,37 +61,47 @@ def standins() -> list[Image]:
             standin(versions.SEAWEEDFS, "seaweedfs"), standin(versions.CADDY, "caddy")]  # fmt: skip
 
 
-def project_images(dagster_tag: str) -> list[Image]:
-    """The images Ansible builds on vps_1 (``deploy/ansible/images.yml``, same order and arguments), from this
-    working tree; the ones k3s runs on vps_2 are left for vps_2's engine."""
+def _rendered(dagster_tag: str) -> tuple[list[Image], dict[str, list[str]]]:
+    """``ansible/images.yml`` for this working tree: every image Ansible builds, and the deployments of each image
+    k3s imports."""
     from deploy.render import images as rendered
 
     spec = rendered()
-    on_k3s = {entry["tag"] for entry in spec["k3s_images"]}
 
     def here(value: str) -> str:
         return value.replace("{{ src_dir }}", str(REPO_ROOT)).replace("{{ dagster_image }}", dagster_tag)
 
-    return [
+    built = [
         Image(here(e["tag"]), Path(here(e["dockerfile"])), Path(here(e["context"])),
               {k: here(v) for k, v in e.get("args", {}).items()})
-        for e in spec["images"] if here(e["tag"]) not in on_k3s
+        for e in spec["images"]
     ]  # fmt: skip
+    return built, {e["tag"]: e["deployments"] for e in spec["k3s_images"]}
 
 
-def spark_connect_images() -> list[Image]:
-    """vps_2's Spark Connect pod: stand-ins for Spark's and nginx's upstream images, and the Spark Connect image
-    under the tag k3s runs, built from its simulation replacement (its own Dockerfile's Ivy step needs Maven
-    Central, unreachable here: ``deploy/sim/standins/spark-connect``)."""
-    from deploy.render import images as rendered
+def project_images(dagster_tag: str) -> list[Image]:
+    """The images Ansible builds on vps_1 (``deploy/ansible/images.yml``, same order and arguments), from this
+    working tree, but for those a vps_2 Deployment runs: vps_2's engine builds those (in place of k3s importing
+    them). The Spark-batch image is built here as Ansible builds it (from the Dagster image) and not run: its pods
+    need k3s."""
+    built, k3s = _rendered(dagster_tag)
+    return [img for img in built if not k3s.get(img.tag)]
 
-    (tag,) = [e["tag"] for e in rendered()["k3s_images"] if "spark-connect" in e["deployments"]]
+
+def compute_images() -> list[Image]:
+    """vps_2's Deployments: stand-ins for Spark's and nginx's upstream images; the Spark Connect image under the
+    tag k3s runs, built from its simulation replacement (its own Dockerfile's Ivy step needs Maven Central,
+    unreachable here: ``deploy/sim/standins/spark-connect``); Jupyter's from its Dockerfile, unchanged."""
+    built, k3s = _rendered("unused")
+    (spark_connect,) = [tag for tag, deployments in k3s.items() if "spark-connect" in deployments]
+    (jupyter,) = [img for img in built if "jupyter" in k3s.get(img.tag, [])]
     spark = f"apache/spark:{versions.SPARK}-python3"
     return [
         Image(versions.PYTHON_SLIM, STANDINS / "python" / "Dockerfile", STANDINS / "python"),
         Image(spark, STANDINS / "spark" / "Dockerfile", STANDINS / "spark", {"SPARK_VERSION": versions.SPARK}),
         Image(versions.NGINX, STANDINS / "nginx" / "Dockerfile", STANDINS / "nginx"),
-        Image(tag, STANDINS / "spark-connect" / "Dockerfile", REPO_ROOT, {"SPARK_VERSION": versions.SPARK}),
+        Image(spark_connect, STANDINS / "spark-connect" / "Dockerfile", REPO_ROOT, {"SPARK_VERSION": versions.SPARK}),
+        jupyter,
     ]
 
 
@@ -99,7 +110,7 @@ def images(node: str, dagster_tag: str) -> list[Image]:
     if node == "vps_1":
         return [*standins(), *project_images(dagster_tag)]
     if node == "vps_2":
-        return spark_connect_images()
+        return compute_images()
     raise ValueError(f"no images for {node}")
 
 
@@ -174,11 +185,20 @@ def build_node(node: str, dagster_tag: str | None = None, log=print) -> list[str
     return [img.tag for img in wanted]
 
 
+def build_nodes(nodes: list[str], dagster_tag: str | None = None, log=print) -> None:
+    """``build_node`` for each node at once, one build engine per node's data root (the builds mostly wait on the
+    registries); the Debian base first, which they share."""
+    debian_rootfs(docker_root())
+    tag = dagster_tag or dagster_image_tag()
+    with ThreadPoolExecutor(max_workers=len(nodes)) as pool:
+        for done in [pool.submit(build_node, node, tag, log) for node in nodes]:
+            done.result()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m deploy.sim.images", description=__doc__)
     parser.add_argument("nodes", nargs="*", default=["vps_1", "vps_2"])
-    for node in parser.parse_args(argv).nodes:
-        build_node(node)
+    build_nodes(parser.parse_args(argv).nodes)
     return 0
 
 

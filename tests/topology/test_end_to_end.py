@@ -78,6 +78,7 @@ class Platform:
     password: str  # the UI login's
     webhook_log: Path
     first_up: float  # seconds from `compose up` to every service healthy
+    compute_env: dict[str, str]  # the .env Ansible wrote on vps_2
 
     @property
     def ca(self) -> Path:
@@ -147,7 +148,6 @@ def platform() -> Iterator[Platform]:
     (root / "agent").mkdir()
     # the operator's optional webhook: a chat service on the internet, reached from vps_1
     webhook = f"http://{sim.INTERNET_IP}:{WEBHOOK_PORT}{WEBHOOK_PATH}"
-    images.build_node("vps_2")
     operator = operator_stack(root, {"FAILURE_WEBHOOK_URL": webhook})
     assert operator.dotenv["FAILURE_WEBHOOK_URL"] == webhook
     webhook_log = root / "webhook.log"
@@ -157,12 +157,15 @@ def platform() -> Iterator[Platform]:
                             log=root / "webhook.out")  # fmt: skip
         topo.internet.hosts({UI_DOMAIN: sim.EDGE_PUBLIC_IP})  # the A record
         compute_engine = DockerEngine(f"{lab.prefix}-vps_2", images.docker_root() / "vps_2", topo.nodes["vps_2"])
-        spark = pod.start(compute_engine, root / "vps_2", operator.dotenv["SPARK_CONNECT_TOKEN"])
+        tokens = operator.compute_env["SPARK_CONNECT_TOKEN"], operator.compute_env["JUPYTER_TOKEN"]
+        spark = pod.start(compute_engine, root / "vps_2" / "pod", tokens[0])
         engine = DockerEngine(f"{lab.prefix}-vps_1", images.docker_root() / "vps_1", topo.nodes[sim.EDGE])
         try:
+            pod.start_jupyter(spark, root / "vps_2" / "pod", *tokens)
             edge, up = start_edge(engine, operator.stack, root / "disks", spark.ca, SETTINGS)
             seed(edge, SCALE_FACTOR)
-            yield Platform(topo, engine, edge, spark, root, operator.dotenv, operator.password, webhook_log, up)
+            yield Platform(topo, engine, edge, spark, root, operator.dotenv, operator.password, webhook_log, up,
+                           operator.compute_env)  # fmt: skip
             engine.docker("rmi", f"{operator.dotenv['DAGSTER_IMAGE']}-next", check=False)  # the upgrade test's tag
         finally:
             engine.stop()
@@ -225,6 +228,34 @@ def test_vps_2_runs_the_spark_connect_pod_as_the_deployment_declares_and_answers
     spark_port = compute.defaults(compute.config_map()["spark-defaults.conf"])["spark.connect.grpc.binding.port"]
     tried = (f"{vps_2}:{p.spark.port}/tcp", f"{vps_2}:{spark_port}/tcp")
     assert gateway.reachable(p.topo.nodes["vps_3"], *tried) == {tried[0]}
+
+
+JUPYTER_API = """
+import sys, urllib.error, urllib.request
+for header in ({}, {"Authorization": "token " + sys.argv[2]}):
+    try:
+        print(urllib.request.urlopen(urllib.request.Request(sys.argv[1], headers=header), timeout=30).status)
+    except urllib.error.HTTPError as e:
+        print(e.code)
+"""
+SPARK_FROM_A_NOTEBOOK = (
+    "from pyspark.sql import SparkSession; print(SparkSession.builder.getOrCreate().range(5).count())"
+)
+
+
+def test_jupyter_on_vps_2_answers_the_vpc_behind_its_token_and_its_kernel_reaches_spark_connect(platform: Platform):
+    """The Jupyter Deployment as its manifest declares it: from another node, its API refuses a request without the
+    token and answers one with it; Python in its container reaches Spark Connect by the Service's cluster name with
+    nothing but the Deployment's environment (``SPARK_REMOTE``, the token, the CA)."""
+    p = platform
+    token = p.compute_env["JUPYTER_TOKEN"]
+    url = f"http://{p.topo.address_of('vps_2')}:8888/api/contents"
+    out = p.topo.nodes["vps_3"].run(sys.executable, "-c", JUPYTER_API, url, token, timeout=120)
+    assert out.stdout.split() == ["403", "200"], out.stdout + out.stderr
+    jupyter = p.spark.engine.inspect("container", pod.JUPYTER)
+    assert token not in json.dumps(jupyter["Args"]) and jupyter["Config"]["User"] == "1000"
+    count = p.spark.engine.docker("exec", pod.JUPYTER, "python", "-c", SPARK_FROM_A_NOTEBOOK, timeout=300)
+    assert count.stdout.split()[-1:] == ["5"], count.stdout + count.stderr
 
 
 @pytest.fixture(scope="module")
