@@ -287,8 +287,23 @@ def _retried_steps(applied: Applied) -> set[str]:
     return {e.step_key for r in applied.results for e in r.all_events if e.event_type_value == "STEP_UP_FOR_RETRY"}
 
 
-def _later(seconds: float, action) -> threading.Thread:
-    thread = threading.Thread(target=lambda: (time.sleep(seconds), action()))
+def _once_a_step_met_it(instance: dg.DagsterInstance, action, timeout: float = 120.0) -> threading.Thread:
+    """``action`` (the service back) once a step of the next run has met the outage and asked for its retry, or
+    after ``timeout``. A fixed delay (3 s) let a loaded machine start the run after the service was back."""
+    before = {r.dagster_run.run_id for r in instance.get_run_records(limit=10)}
+
+    def met() -> bool:
+        runs = [r.dagster_run.run_id for r in instance.get_run_records(limit=10)]
+        return any(instance.all_logs(run, of_type=dg.DagsterEventType.STEP_UP_FOR_RETRY)
+                   for run in runs if run not in before)  # fmt: skip
+
+    def watch() -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and not met():
+            time.sleep(0.2)
+        action()
+
+    thread = threading.Thread(target=watch)
     thread.start()
     return thread
 
@@ -306,7 +321,7 @@ def test_postgres_and_seaweedfs_restarting_during_a_run_are_retried_and_lose_not
         requests, live.cursor = evaluate_sensor(live.defs, SENSOR, live.instance, live.cursor)
         assert [r.partition_key for r in requests] == [today()]
         down()
-        back = _later(3, up)  # the service returns while the run's first steps fail and are retried
+        back = _once_a_step_met_it(live.instance, up)  # the service returns while the run's steps retry
         try:
             applied = execute_requests(live.defs, live.instance, requests)
         finally:
