@@ -35,7 +35,6 @@ from resources.topology import NODES, service
 NETWORK = "spark-connect-pod"
 PAUSE, SPARK, SIDECAR = "spark-connect-pause", "spark-connect", "spark-connect-tls-proxy"
 TOKEN_ENV = "SPARK_CONNECT_AUTHENTICATE_TOKEN"  # the Deployment takes it from the spark-connect secret
-SPARK_UID = 185  # the Deployment's runAsUser, the image's `spark`
 
 
 def deployment(name: str = "spark-connect") -> dict:
@@ -144,7 +143,8 @@ def start(engine: DockerEngine, folder: Path, token: str, timeout: float = compu
         (folder / sub).mkdir(parents=True, exist_ok=True)
     (folder / "conf" / "spark-defaults.conf").write_text(data["spark-defaults.conf"])  # unchanged
     (folder / "nginx" / "nginx.conf").write_text(compute.fold_http2(data["nginx.conf"]))
-    os.chown(folder / "spark-local", SPARK_UID, SPARK_UID)
+    uid = ContainerPod._spark()["securityContext"]["runAsUser"]  # the image's `spark`
+    os.chown(folder / "spark-local", uid, uid)
     ca = compute.issue_certificate(folder / "tls", address)
     admit_container_bridges(engine.namespace)
     engine.start()
