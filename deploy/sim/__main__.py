@@ -56,7 +56,7 @@ def up(listeners_only: bool = False, scale_factor: float = 0.01) -> int:
         topo.internet.hosts({UI_DOMAIN: topology.EDGE_PUBLIC_IP})  # the A record
         tokens = operator.compute_env["SPARK_CONNECT_TOKEN"], operator.compute_env["JUPYTER_TOKEN"]
         spark = pod.start(_engine(COMPUTE, topo.nodes[COMPUTE]), STATE / COMPUTE / "pod", tokens[0])
-        pod.start_jupyter(spark, STATE / COMPUTE / "pod", *tokens)
+        pod.start_jupyter(spark, *tokens)
         print(
             f"{topo.nodes[COMPUTE].name}: Spark Connect behind its sidecar at {spark.endpoint}, Jupyter at "
             f"http://{spark.address}:8888 (token {tokens[1]})"

@@ -70,6 +70,10 @@ def _security_args(spec: dict) -> list[str]:
     return args + [f"--cap-drop={cap}" for cap in security["capabilities"]["drop"]]
 
 
+def _spark_spec() -> dict:
+    return container_spec("spark-connect", "spark-connect")
+
+
 @dataclass
 class ContainerPod(compute.Reachable):
     engine: DockerEngine
@@ -81,12 +85,8 @@ class ContainerPod(compute.Reachable):
 
     def _probe(self) -> bool:
         """The Deployment's startup and liveness probe, run in the container as the kubelet runs it."""
-        probe = self._spark()["startupProbe"]["exec"]["command"]
+        probe = _spark_spec()["startupProbe"]["exec"]["command"]
         return self.engine.docker("exec", SPARK, *probe, check=False, timeout=30).returncode == 0
-
-    @staticmethod
-    def _spark() -> dict:
-        return container_spec("spark-connect", "spark-connect")
 
     def start_spark(self, timeout: float = compute.SPARK_START_TIMEOUT) -> None:
         """Start (or restart) the Spark container and wait for its probe; the sidecar is left alone."""
@@ -119,7 +119,7 @@ class ContainerPod(compute.Reachable):
 
 def _spark_args(folder: Path, token: str) -> tuple[list[str], dict[str, str]]:
     """``docker create`` arguments for the Deployment's spark-connect container, and the secrets' values."""
-    spec = ContainerPod._spark()
+    spec = _spark_spec()
     env, values = _env_args(spec, {("spark-connect", "token"): token})
     if TOKEN_ENV not in values:
         raise RuntimeError(f"the Deployment no longer takes {TOKEN_ENV} from its secret")
@@ -143,14 +143,14 @@ def start(engine: DockerEngine, folder: Path, token: str, timeout: float = compu
         (folder / sub).mkdir(parents=True, exist_ok=True)
     (folder / "conf" / "spark-defaults.conf").write_text(data["spark-defaults.conf"])  # unchanged
     (folder / "nginx" / "nginx.conf").write_text(compute.fold_http2(data["nginx.conf"]))
-    uid = ContainerPod._spark()["securityContext"]["runAsUser"]  # the image's `spark`
+    uid = _spark_spec()["securityContext"]["runAsUser"]  # the image's `spark`
     os.chown(folder / "spark-local", uid, uid)
     ca = compute.issue_certificate(folder / "tls", address)
     admit_container_bridges(engine.namespace)
     engine.start()
     pod = ContainerPod(engine, folder, address, port, token, ca)
     try:
-        spark = ContainerPod._spark()
+        spark = _spark_spec()
         engine.docker("network", "create", NETWORK)
         engine.docker("run", "-d", "--name", PAUSE, "--network", NETWORK, "-p", f"{address}:{port}:{port}",
                       "--entrypoint", "sleep", spark["image"], "infinity")  # fmt: skip
@@ -176,7 +176,7 @@ def _listening(engine: DockerEngine, port: int) -> bool:
 JUPYTER = "jupyter"
 
 
-def start_jupyter(pod: ContainerPod, folder: Path, spark_token: str, jupyter_token: str, timeout: float = 120) -> str:
+def start_jupyter(pod: ContainerPod, spark_token: str, jupyter_token: str, timeout: float = 120) -> str:
     """The Jupyter Deployment beside the pod, as its manifest declares it (image and args, environment with the two
     Secrets, user 1000 with ``fsGroup``, capabilities, the work volume, the CA from ``spark-connect-tls``), its
     Service's port published on vps_2's private address; the Spark Connect Service's cluster name resolves to the
@@ -187,7 +187,7 @@ def start_jupyter(pod: ContainerPod, folder: Path, spark_token: str, jupyter_tok
     env, values = _env_args(spec, {("spark-connect", "token"): spark_token, ("jupyter", "token"): jupyter_token})
     mounts = {m["name"]: m["mountPath"] for m in spec["volumeMounts"]}
     pod_spec = deployment("jupyter")["spec"]["template"]["spec"]
-    work = folder / "jupyter-work"
+    work = pod.folder / "jupyter-work"
     work.mkdir(parents=True, exist_ok=True)
     group = pod_spec["securityContext"]["fsGroup"]
     os.chown(work, 0, group)

@@ -161,7 +161,7 @@ def platform() -> Iterator[Platform]:
         spark = pod.start(compute_engine, root / "vps_2" / "pod", tokens[0])
         engine = DockerEngine(f"{lab.prefix}-vps_1", images.docker_root() / "vps_1", topo.nodes[sim.EDGE])
         try:
-            pod.start_jupyter(spark, root / "vps_2" / "pod", *tokens)
+            pod.start_jupyter(spark, *tokens)
             edge, up = start_edge(engine, operator.stack, root / "disks", spark.ca, SETTINGS)
             seed(edge, SCALE_FACTOR)
             yield Platform(topo, engine, edge, spark, root, operator.dotenv, operator.password, webhook_log, up,
