@@ -12,6 +12,7 @@ from typing import Any
 
 from deploy import versions
 from deploy.compose_common import LOGGING, PLATFORM_ROOT, bind_volume, healthcheck, optional, publish, require
+from deploy.object_store_identities import BACKUP_BUCKET, BACKUP_WRITER, COMPUTE_LOGS_PREFIX, IDENTITIES, LOG_READER
 from platform_assets import CODE_LOCATION, CODE_MODULE
 from resources.environments import LAKE_BUCKET, OLTP_DEFAULTS, RESOURCE_SECRETS, S3_REGION
 from resources.topology import PRIVATE_NETWORK, service
@@ -26,6 +27,7 @@ SPARK_CA_ON_HOST = f"{PLATFORM_ROOT}/secrets/spark-connect-ca.pem"
 # Every key the node's .env must hold (Ansible writes exactly these from the operator's secrets file).
 SECRET_KEYS = [
     *RESOURCE_SECRETS,
+    *(v for identity in IDENTITIES[1:] for v in identity.variables),  # the pipeline's keys are resource secrets
     "DAGSTER_PG_PASSWORD",
     "DAGSTER_UI_DOMAIN",
     "DAGSTER_UI_USER",
@@ -39,13 +41,25 @@ OPTIONAL_KEYS = {
     "FAILURE_WEBHOOK_URL": "the failure sensor POSTs each failed run here as JSON (chat or incident tool)",
 }
 
+# the webserver's share of the Dagster environment: its instance, no pipeline secret
+WEBSERVER_ENV = ("PLATFORM_ENV", "DAGSTER_HOME", "DAGSTER_PG_USER", "DAGSTER_PG_DB", "DAGSTER_PG_PASSWORD")
 # boto3's variables for the compute-log manager, from the object store's keys
 COMPUTE_LOG_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "S3_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY": "S3_SECRET_ACCESS_KEY"}
 DOCKER_SOCKET = "/var/run/docker.sock"
+DOCKER_API = "docker-api"  # the webserver's Docker API: stopping a run's container and nothing else
+DOCKER_API_NETWORK = "docker-api"
+DOCKER_API_PORT = 2375
+DOCKER_API_CONF = "/etc/nginx/docker-api.conf"
+# what the webserver needs to terminate a run (dagster-docker's DockerRunLauncher.terminate through docker-py)
+DOCKER_API_ALLOWED = (
+    ("GET", r"/_ping"),  # docker-py's client set-up
+    ("GET", r"/version"),  # its API version negotiation
+    ("GET", r"/containers/[A-Za-z0-9][A-Za-z0-9_.-]*/json"),  # containers.get(the run's container id)
+    ("POST", r"/containers/[A-Za-z0-9][A-Za-z0-9_.-]*/stop"),  # container.stop(timeout=stop_timeout)
+)
 
 DAGSTER_PG = {"user": "dagster", "db": "dagster"}
 OLTP = OLTP_DEFAULTS
-BACKUP_BUCKET = "backups"
 
 
 def _dagster_env() -> dict[str, str]:
@@ -109,11 +123,14 @@ def _seaweedfs() -> dict[str, Any]:
         "image": versions.SEAWEEDFS,
         "restart": "unless-stopped",
         "entrypoint": ["/bin/sh", "/etc/seaweedfs/start.sh"],
-        "environment": {k: require(k) for k in ("S3_ACCESS_KEY_ID", "S3_SECRET_ACCESS_KEY")},
+        "environment": {v: require(v) for identity in IDENTITIES for v in identity.variables},
         # only the S3 API, which checks credentials; master, volume and filer stay on the container network
         "ports": [publish("object-store-s3")],
         "volumes": ["./seaweedfs/start.sh:/etc/seaweedfs/start.sh:ro", "seaweedfs-data:/data"],
-        "healthcheck": healthcheck(["CMD", "wget", "-q", "-O", "/dev/null", f"http://127.0.0.1:{s3.port}/healthz"]),
+        # healthy once start.sh has made the buckets (no identity may) and the S3 API answers
+        "healthcheck": healthcheck(
+            ["CMD-SHELL", f"test -e /tmp/buckets-ready && wget -q -O /dev/null http://127.0.0.1:{s3.port}/healthz"]
+        ),
         "logging": LOGGING,
         "networks": [NETWORK],
     }
@@ -142,9 +159,11 @@ def _code_server() -> dict[str, Any]:
 
 
 def _webserver() -> dict[str, Any]:
-    """Dagster's UI and GraphQL, reached only through the proxy's login."""
+    """Dagster's UI and GraphQL, reached only through the proxy's login: what the internet can reach first, so it
+    holds no pipeline secret (it runs no pipeline code: definitions come from the code server over gRPC, runs are
+    launched by the daemon), reads only the compute logs, and reaches Docker only through ``docker-api``."""
     web = service("dagster-webserver")
-    return _dagster_service(
+    spec = _dagster_service(
         ["dagster-webserver", "-h", "0.0.0.0", "-p", str(web.port), "-w", "/opt/dagster/home/workspace.yaml"],
         [
             "CMD",
@@ -153,6 +172,81 @@ def _webserver() -> dict[str, Any]:
             f"import urllib.request; urllib.request.urlopen('http://127.0.0.1:{web.port}/server_info')",
         ],
         {"dagster-postgres": "service_healthy", "dagster-code-server": "service_healthy"},
+    )
+    spec["environment"] = {k: v for k, v in _dagster_env().items() if k in WEBSERVER_ENV} | {
+        "AWS_ACCESS_KEY_ID": require(LOG_READER.key_var),
+        "AWS_SECRET_ACCESS_KEY": require(LOG_READER.secret_var),
+        "DOCKER_HOST": f"tcp://{DOCKER_API}:{DOCKER_API_PORT}",
+    }
+    spec["volumes"] = [v for v in spec["volumes"] if SPARK_CA_ON_HOST not in v]
+    spec["networks"] = [NETWORK, DOCKER_API_NETWORK]
+    spec["depends_on"][DOCKER_API] = {"condition": "service_healthy"}
+    return spec
+
+
+def _docker_api() -> dict[str, Any]:
+    """nginx in front of the Docker socket, for the webserver: GET a container, POST its stop; everything else 403.
+
+    Runs as root (the socket is root:docker, its group id differs per host) with every capability dropped but
+    SETGID, which nginx's worker needs to set its groups, on a read-only root and an internal network."""
+    return {
+        "image": versions.NGINX,
+        "restart": "unless-stopped",
+        "command": ["nginx", "-c", DOCKER_API_CONF],
+        "user": "root",
+        "cap_drop": ["ALL"],
+        "cap_add": ["SETGID"],
+        "security_opt": ["no-new-privileges:true"],
+        "read_only": True,
+        "tmpfs": ["/tmp"],
+        "volumes": [f"./docker-api/nginx.conf:{DOCKER_API_CONF}:ro", f"{DOCKER_SOCKET}:{DOCKER_SOCKET}"],
+        "healthcheck": healthcheck(
+            ["CMD", "wget", "-q", "-O", "/dev/null", f"http://127.0.0.1:{DOCKER_API_PORT}/_ping"]
+        ),
+        "logging": LOGGING,
+        "networks": [DOCKER_API_NETWORK],
+    }
+
+
+def docker_api_conf() -> str:
+    """The docker-api proxy's nginx.conf, from ``DOCKER_API_ALLOWED``."""
+    # the decoded, normalized path that matched (never the client's raw one, which Docker would decode again)
+    upstream = f"http://unix:{DOCKER_SOCKET}:$uri$is_args$args"
+    locations = []
+    for method, path in DOCKER_API_ALLOWED:
+        locations += [
+            f"    location ~ ^(/v[0-9]+\\.[0-9]+)?{path}$ {{",
+            f"      limit_except {method} {{ deny all; }}",
+            f"      proxy_pass {upstream};",
+            "    }",
+        ]
+    return "\n".join(
+        [
+            "# Generated by `python -m deploy.render` from deploy/edge_stack.py — do not edit by hand.",
+            "# The Docker API as the webserver may use it: look up a run's container, stop it; anything else is 403.",
+            "user root;",
+            "worker_processes 1;",
+            "daemon off;",
+            "pid /tmp/nginx.pid;",
+            "error_log stderr notice;",
+            "events { worker_connections 64; }",
+            "http {",
+            "  access_log /dev/stdout;",
+            "  client_body_temp_path /tmp/client-body;",
+            "  proxy_temp_path /tmp/proxy;",
+            "  fastcgi_temp_path /tmp/fastcgi;",
+            "  uwsgi_temp_path /tmp/uwsgi;",
+            "  scgi_temp_path /tmp/scgi;",
+            "  proxy_http_version 1.1;",
+            "  proxy_read_timeout 300s;  # a stop waits for the run's stop_timeout",
+            "  server {",
+            f"    listen {DOCKER_API_PORT};",
+            *locations,
+            "    location / { return 403; }",
+            "  }",
+            "}",
+            "",
+        ]
     )
 
 
@@ -219,8 +313,9 @@ def _postgres_backup() -> dict[str, Any]:
             "BACKUP_KEEP": "14",
             "BACKUP_BUCKET": BACKUP_BUCKET,
             "S3_ENDPOINT_URL": f"http://seaweedfs:{s3.port}",
-            "S3_ACCESS_KEY_ID": require("S3_ACCESS_KEY_ID"),
-            "S3_SECRET_ACCESS_KEY": require("S3_SECRET_ACCESS_KEY"),
+            # its own identity: the backups bucket, nothing of the lake
+            "S3_ACCESS_KEY_ID": require(BACKUP_WRITER.key_var),
+            "S3_SECRET_ACCESS_KEY": require(BACKUP_WRITER.secret_var),
             "OLTP_URL": f"postgresql://{OLTP['user']}@oltp-postgres:5432/{OLTP['db']}",
             "OLTP_PASSWORD": require("OLTP_PASSWORD"),
             "DAGSTER_PG_URL": f"postgresql://{DAGSTER_PG['user']}@dagster-postgres:5432/{DAGSTER_PG['db']}",
@@ -255,16 +350,21 @@ def compose() -> dict[str, Any]:
         "openvpn": _openvpn(),
         "postgres-backup": _postgres_backup(),
     }
-    # The run launcher starts run containers through the host's Docker socket (root:docker, GID unknown here); the
-    # webserver needs it too: terminating a run from the UI stops its container there (as Dagster's deploy_docker
-    # example mounts it in both). Only Caddy, behind its login, reaches the webserver.
-    for name in ("dagster-daemon", "dagster-webserver"):
-        services[name]["volumes"].append(f"{DOCKER_SOCKET}:{DOCKER_SOCKET}")
-        services[name]["user"] = "root"
+    # The run launcher starts run containers through the host's Docker socket (root:docker, GID unknown here): the
+    # daemon, on the container network only, holds it. The webserver, behind the internet-facing proxy, holds no
+    # socket and runs as the image's user: terminating a run from the UI stops its container through `docker-api`,
+    # a proxy that lets through only what that needs.
+    services["dagster-daemon"]["volumes"].append(f"{DOCKER_SOCKET}:{DOCKER_SOCKET}")
+    services["dagster-daemon"]["user"] = "root"
+    services[DOCKER_API] = _docker_api()
     return {
         "name": "platform-edge",
         "services": services,
-        "networks": {NETWORK: {"name": NETWORK, "ipam": {"config": [{"subnet": str(NETWORK_SUBNET)}]}}},
+        "networks": {
+            NETWORK: {"name": NETWORK, "ipam": {"config": [{"subnet": str(NETWORK_SUBNET)}]}},
+            # the webserver and docker-api only; no route out, nothing else can reach the Docker API
+            DOCKER_API_NETWORK: {"name": DOCKER_API_NETWORK, "internal": True},
+        },
         "volumes": {
             "oltp-postgres-data": bind_volume("oltp-postgres", "data"),
             "dagster-postgres-data": bind_volume("dagster-postgres", "data"),
@@ -349,7 +449,7 @@ def dagster_instance() -> dict[str, Any]:
             "class": "S3ComputeLogManager",
             "config": {
                 "bucket": LAKE_BUCKET,
-                "prefix": "dagster/compute-logs",
+                "prefix": COMPUTE_LOGS_PREFIX,
                 "endpoint_url": f"http://{s3.endpoint}",
                 "region": S3_REGION,
             },

@@ -10,7 +10,15 @@ import argparse
 import sys
 from pathlib import Path
 
-from deploy import clickhouse_config, compute_manifests, edge_stack, inventory, versions, warehouse_stack
+from deploy import (
+    clickhouse_config,
+    compute_manifests,
+    edge_stack,
+    inventory,
+    object_store_identities,
+    versions,
+    warehouse_stack,
+)
 from deploy.compose_common import GENERATED_HEADER, to_yaml, to_yaml_all
 from resources.k8s_batch import BATCH_IMAGE
 
@@ -84,6 +92,8 @@ def files() -> dict[str, str]:
         "vps_1/dagster/dagster.yaml": to_yaml(edge_stack.dagster_instance()),
         "vps_1/dagster/workspace.yaml": to_yaml(edge_stack.workspace()),
         "vps_1/openvpn/server.conf": edge_stack.openvpn_server_conf(),
+        "vps_1/seaweedfs/start.sh": object_store_identities.start_script(),
+        "vps_1/docker-api/nginx.conf": edge_stack.docker_api_conf(),
         "vps_3/compose.yaml": to_yaml(warehouse_stack.compose()),
         "vps_3/clickhouse/users.d/platform.xml": clickhouse_config.users_config(warehouse_stack.allowed_networks()),
         "vps_3/clickhouse/keeper/keeper_config.xml": clickhouse_config.keeper_config(),

@@ -44,8 +44,16 @@ def values(domain: str, email: str, vpn_host: str, ui_password: str) -> dict[str
 
 
 def init(path: Path, domain: str, email: str, vpn_host: str) -> str | None:
-    """Write the file unless it exists; return the UI password when one was generated."""
+    """Write the file unless it exists; return the UI password when one was generated. An existing file keeps every
+    value and gains a random one for each key a newer release added (e.g. a new object-store identity)."""
     if path.exists():
+        have = {line.split("=", 1)[0] for line in path.read_text().splitlines() if "=" in line}
+        missing = [k for k in keys() if k not in have]
+        if missing:
+            fresh = values(domain, email, vpn_host, secrets.token_urlsafe(18))
+            with path.open("a") as out:
+                out.writelines(f"{k}={fresh[k]}\n" for k in missing)
+            print(f"{path}: added {', '.join(missing)}", file=sys.stderr)
         return None
     ui_password = secrets.token_urlsafe(18)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -58,7 +58,8 @@ def standins() -> list[Image]:
         return Image(tag, STANDINS / folder / "Dockerfile", STANDINS / folder)
 
     return [standin(versions.PYTHON_SLIM, "python"), standin(versions.POSTGRES, "postgres"),
-            standin(versions.SEAWEEDFS, "seaweedfs"), standin(versions.CADDY, "caddy")]  # fmt: skip
+            standin(versions.SEAWEEDFS, "seaweedfs"), standin(versions.CADDY, "caddy"),
+            standin(versions.NGINX, "nginx")]  # fmt: skip
 
 
 def _rendered(dagster_tag: str) -> tuple[list[Image], dict[str, list[str]]]:

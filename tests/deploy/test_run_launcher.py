@@ -15,7 +15,8 @@ from dagster._core.instance.config import dagster_instance_config
 from dagster._serdes import ConfigurableClassData
 
 from deploy import edge_stack
-from resources.environments import resource_defs
+from deploy.object_store_identities import IDENTITIES, LOG_READER
+from resources.environments import RESOURCE_SECRETS, resource_defs
 from tests.deploy._helpers import DEPLOY, compose
 
 INSTANCE = DEPLOY / "vps_1" / "dagster" / "dagster.yaml"
@@ -68,9 +69,15 @@ def test_compute_logs_have_credentials_wherever_they_are_written_or_read():
     assert section["class"] == "S3ComputeLogManager"
     assert not {"access_key_id", "aws_access_key_id"} & set(section["config"])
     services = compose("vps_1")["services"]
-    for name in ("dagster-webserver", "dagster-daemon"):
+    # the runs write them with the pipeline's keys (the daemon forwards its own); the webserver reads them with a
+    # key that can read nothing else (tests/deploy/test_seaweedfs_start.py asks the real server)
+    readers = {
+        "dagster-daemon": edge_stack.COMPUTE_LOG_CREDENTIALS,
+        "dagster-webserver": dict(zip(edge_stack.COMPUTE_LOG_CREDENTIALS, LOG_READER.variables, strict=True)),
+    }
+    for name, credentials in readers.items():
         env = services[name]["environment"]
-        for var, key in edge_stack.COMPUTE_LOG_CREDENTIALS.items():
+        for var, key in credentials.items():
             assert env.get(var, "").startswith("${" + key + ":?"), (name, var)
 
 
@@ -88,12 +95,36 @@ def test_run_monitoring_fails_a_run_whose_container_died_or_never_started_and_re
     assert _instance()["run_retries"] == {"enabled": True, "max_retries": 2, "retry_on_asset_or_op_failure": False}
 
 
-def test_the_webserver_and_the_daemon_reach_the_docker_engine():
-    """The daemon launches run containers; the webserver stops one when a run is terminated from the UI."""
+def test_the_daemon_holds_the_docker_socket_and_the_webserver_only_its_stop_proxy():
+    """The daemon launches run containers; the webserver (what the internet reaches first, through the proxy's
+    login) stops one when a run is terminated from the UI, through docker-api only, as a non-root user, with no
+    pipeline secret: a flaw in it must not be root on vps_1 or a key to the data."""
     services = compose("vps_1")["services"]
-    for name in ("dagster-daemon", "dagster-webserver"):
-        assert f"{edge_stack.DOCKER_SOCKET}:{edge_stack.DOCKER_SOCKET}" in services[name]["volumes"], name
-    assert all("docker.sock" not in v for v in services["dagster-code-server"]["volumes"])
+    socket = f"{edge_stack.DOCKER_SOCKET}:{edge_stack.DOCKER_SOCKET}"
+    assert socket in services["dagster-daemon"]["volumes"]
+    assert socket in services[edge_stack.DOCKER_API]["volumes"]
+    web = services["dagster-webserver"]
+    assert not any(
+        "docker.sock" in v for name in ("dagster-webserver", "dagster-code-server") for v in services[name]["volumes"]
+    )
+    assert web.get("user", "dagster") not in ("root", "0") and "root" not in str(web.get("user", ""))
+    assert web["environment"]["DOCKER_HOST"] == f"tcp://{edge_stack.DOCKER_API}:{edge_stack.DOCKER_API_PORT}"
+    secrets = set(RESOURCE_SECRETS) | {v for i in IDENTITIES if i is not LOG_READER for v in i.variables}
+    leaked = {
+        var
+        for var, value in web["environment"].items()
+        if var in secrets or any("${" + s + ":" in str(value) or "${" + s + "}" in str(value) for s in secrets)
+    }
+    assert not leaked, f"the webserver holds pipeline secrets: {sorted(leaked)}"
+    # the Docker API proxy is on a network of its own with the webserver: run containers and the rest cannot reach it
+    api_net = edge_stack.DOCKER_API_NETWORK
+    assert services[edge_stack.DOCKER_API]["networks"] == [api_net]
+    assert [n for n, svc in services.items() if api_net in svc.get("networks", [])] == [
+        "dagster-webserver",
+        edge_stack.DOCKER_API,
+    ]
+    assert compose("vps_1")["networks"][api_net]["internal"] is True
+    assert _instance()["run_launcher"]["config"]["network"] != api_net
 
 
 def test_the_code_server_and_the_webserver_have_healthchecks():

@@ -43,6 +43,7 @@ from deploy.sim.edge_containers import DAGSTER_SERVICES, ContainerEdge, operator
 from deploy.sim.netns import Lab, host_routes_overlapping, wait_for
 from deploy.sim.operator import UI_DOMAIN
 from platform_assets.marts.queries import TPCH
+from resources.environments import RESOURCE_SECRETS
 from resources.topology import PRIVATE_NETWORK, SERVICES, service
 from tests.conftest import REPO, SCALE_FACTOR, TEST_DATA
 from tests.tpch_reference import mismatches, reference_answer
@@ -194,6 +195,56 @@ def test_the_dagster_image_runs_as_its_own_user_and_postgres_as_postgres(platfor
     script = "grep ^Uid: /proc/1/status | cut -f2; id -u postgres"
     server, postgres = platform.edge.compose("exec", "-T", "oltp-postgres", "sh", "-c", script).stdout.split()
     assert server == postgres != "0"
+
+
+DOCKER_API_PROBE = """
+import sys, urllib.error, urllib.request
+for method, path in (("GET", "/_ping"), ("POST", "/v1.41/containers/create"), ("GET", "/v1.41/containers/json"),
+                     ("POST", "/v1.41/images/create?fromImage=busybox")):
+    try:
+        status = urllib.request.urlopen(urllib.request.Request(sys.argv[1] + path, method=method, data=None if
+                                        method == "GET" else b"{}"), timeout=30).status
+    except urllib.error.HTTPError as e:
+        status = e.code
+    print(method, path, status)
+"""
+
+LAKE_AND_BACKUPS = """
+import os, boto3, botocore
+e = os.environ
+s3 = boto3.client("s3", endpoint_url=e["S3_ENDPOINT_URL"], region_name="us-east-1",
+                  aws_access_key_id=e["S3_ACCESS_KEY_ID"], aws_secret_access_key=e["S3_SECRET_ACCESS_KEY"])
+for bucket in ("lake", "backups"):
+    try:
+        print(bucket, s3.list_objects_v2(Bucket=bucket).get("KeyCount"))
+    except botocore.exceptions.ClientError as e:
+        print(bucket, e.response["Error"]["Code"])
+"""
+
+
+def test_the_webserver_holds_no_socket_and_no_pipeline_secret_and_the_backups_their_own_key(platform: Platform):
+    """What the internet reaches first after Caddy runs as `dagster`, without the Docker socket or a pipeline secret,
+    and its Docker API (docker-api) answers a ping but refuses to create a container, list them or pull an image
+    (stopping a run through it: the terminate test). A backup round succeeds with the backup key, which the
+    pipeline's key cannot read."""
+    p = platform
+    web = p.edge.containers()["dagster-webserver"]
+    assert p.edge.compose("exec", "-T", "dagster-webserver", "id", "-un").stdout.strip() == "dagster"
+    assert not [m for m in web["Mounts"] if "docker.sock" in m["Source"] + m["Destination"]], web["Mounts"]
+    env = dict(e.split("=", 1) for e in web["Config"]["Env"])
+    pipeline = {k: v for k, v in p.dotenv.items() if k in RESOURCE_SECRETS}
+    assert not {k for k, v in env.items() if k in pipeline or v in pipeline.values()}, "a pipeline secret"
+    probe = p.edge.compose("exec", "-T", "dagster-webserver", "python", "-c", DOCKER_API_PROBE, env["DOCKER_HOST"]
+                           .replace("tcp://", "http://")).stdout  # fmt: skip
+    assert probe.split("\n")[:4] == [
+        "GET /_ping 200", "POST /v1.41/containers/create 403", "GET /v1.41/containers/json 403",
+        "POST /v1.41/images/create?fromImage=busybox 403"], probe  # fmt: skip
+    backup = p.edge.compose("run", "--rm", "-T", "-e", "BACKUP_ONCE=1", "postgres-backup", timeout=600, check=False)
+    assert backup.returncode == 0, backup.stderr[-2000:]
+    s3 = f"http://seaweedfs:{service('object-store-s3').port}"
+    seen = p.edge.compose("exec", "-T", "-e", f"S3_ENDPOINT_URL={s3}", "dagster-code-server", "python", "-c",
+                          LAKE_AND_BACKUPS).stdout.split()  # fmt: skip
+    assert seen[:2] == ["lake", seen[1]] and seen[1].isdigit() and seen[2:] == ["backups", "AccessDenied"], seen
 
 
 def test_up_again_recreates_nothing(platform: Platform):
