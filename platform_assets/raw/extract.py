@@ -105,7 +105,8 @@ def conform_batch(batch: pa.RecordBatch, table: Table, expected: pa.Schema, part
 
 
 def _outside_warehouse_range(col: pa.Array) -> tuple[int, object] | None:
-    """(count, an example) of the date or timestamp values ClickHouse cannot store (it would keep a wrong date)."""
+    """(count, an example) of the date or timestamp values outside the range ClickHouse documents for its date types
+    (chDB keeps them as they are, but its date functions are not defined there)."""
     if not (pa.types.is_date32(col.type) or pa.types.is_timestamp(col.type)) or not len(col):
         return None
     days = col if pa.types.is_date32(col.type) else pc.cast(col, pa.date32())
@@ -303,10 +304,14 @@ def _stream(reader: pa.RecordBatchReader, write: Callable[[pa.RecordBatch], None
         thread.join()
 
 
+def _decimal_columns(table: Table) -> list[str]:
+    return [c.name for c in table.columns if pa.types.is_decimal(arrow_type(c.type))]
+
+
 def not_decimal_sql(table: Table, day: date) -> str | None:
     """Per decimal column of ``table``, its rows changed on ``day`` holding ``NaN`` (None: no decimal column).
     PostgreSQL's ``numeric(p,s)`` takes it (not ``±Infinity``); DuckDB's scanner reads it as 0."""
-    cols = [c.name for c in table.columns if pa.types.is_decimal(arrow_type(c.type))]
+    cols = _decimal_columns(table)
     if not cols:
         return None
     lo, hi = day_bounds(day)
@@ -322,8 +327,7 @@ def check_decimals(oltp: OltpPostgresResource, table: Table, day: date) -> None:
         return
     with oltp.connect() as conn:
         counts = conn.execute(sql).fetchone()
-    cols = [c.name for c in table.columns if pa.types.is_decimal(arrow_type(c.type))]
-    if bad := [f"{c} ({n})" for c, n in zip(cols, counts, strict=True) if n]:
+    if bad := [f"{c} ({n})" for c, n in zip(_decimal_columns(table), counts, strict=True) if n]:
         raise SchemaMismatchError(
             f"table {table.name}, partition {day}, column {', '.join(bad)}: NaN value(s), which the catalog's decimal "
             "cannot hold; correct them in the OLTP"
