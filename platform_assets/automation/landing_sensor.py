@@ -5,6 +5,10 @@ same raw → curated → warehouse assets for its table and day; the raw asset i
 Keys that do not follow the layout, and files of a day that is not a change-day partition (before the seed day, or
 after today: a stamp in year 2099), are reported once in the log and skipped: one bad file never fails a tick, so
 the cursor moves on and every other file is still ingested. A skipped file counts again when uploaded again.
+
+The cursor holds the keys (and ETags) landing/ holds at the last tick, no more: a file deleted from landing/ leaves
+it, so it stays as small as the listing. A file still there is never requested again; one deleted and uploaded again
+is new (ingesting it again replaces its raw object: nothing is duplicated).
 """
 
 import hashlib
@@ -22,10 +26,15 @@ from resources.object_store import ObjectStoreResource
 SENSOR = "landing_files"
 
 
-def new_objects(store: ObjectStoreResource, seen: dict[str, str]) -> dict[str, str]:
-    """key -> ETag of objects under ``landing/`` not seen with that ETag before."""
+def landed_objects(store: ObjectStoreResource) -> dict[str, str]:
+    """key -> ETag of every object under ``landing/`` (folder markers aside)."""
     found = {o["Key"]: o.get("ETag", "").strip('"') for o in store.list_objects(landing_prefix())}
-    return {k: etag for k, etag in sorted(found.items()) if seen.get(k) != etag and not k.endswith("/")}
+    return {k: etag for k, etag in sorted(found.items()) if not k.endswith("/")}
+
+
+def new_objects(found: dict[str, str], seen: dict[str, str]) -> dict[str, str]:
+    """Those of ``found`` not seen with that ETag before."""
+    return {k: etag for k, etag in found.items() if seen.get(k) != etag}
 
 
 def run_requests(new: dict[str, str], log=None, checks=None, downstream=None) -> list[dg.RunRequest]:
@@ -73,9 +82,14 @@ def run_requests(new: dict[str, str], log=None, checks=None, downstream=None) ->
 )
 def landing_sensor(context: dg.SensorEvaluationContext, object_store: ObjectStoreResource):
     seen: dict[str, str] = json.loads(context.cursor) if context.cursor else {}
-    new = new_objects(object_store, seen)
+    found = landed_objects(object_store)
+    new = new_objects(found, seen)
+    # the cursor is what landing/ holds now: every file in it has been requested (or reported), and a file removed
+    # from landing/ leaves the cursor with it, so the cursor never outgrows the listing
+    cursor = json.dumps(found, sort_keys=True)
     if not new:
-        return dg.SkipReason("no new files under landing/")
+        skip = dg.SkipReason("no new files under landing/")
+        return skip if found == seen else dg.SensorResult(skip_reason=skip, cursor=cursor)
     requests = run_requests(new, context.log, per_day_checks(context), with_downstream(context))
     context.log.info(f"landing: {len(new)} new file(s), {len(requests)} run(s)")
-    return dg.SensorResult(run_requests=requests, cursor=json.dumps({**seen, **new}, sort_keys=True))
+    return dg.SensorResult(run_requests=requests, cursor=cursor)

@@ -32,10 +32,11 @@ from typing import Literal
 
 import duckdb
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from platform_assets.catalog import AUDIT_COLUMN, Table, arrow_schema, pg_type
+from platform_assets.catalog import AUDIT_COLUMN, Table, arrow_schema, arrow_type, pg_type
 from platform_assets.oltp.capture import CHANGE_XID, TOMBSTONE_TABLE
 from platform_assets.oltp.seed import duckdb_with_extensions
 from platform_assets.partitions import day_bounds, span
@@ -48,6 +49,7 @@ ROWS_PER_FILE = 2_000_000
 TABLE_SCAN, QUERY = "table_scan", "query"
 Scan = Literal["table_scan", "query"]
 IN_FLIGHT = 2  # batches read ahead of the Parquet writer (memory stays a few batches, whatever the table size)
+WAREHOUSE_DAYS = (date(1900, 1, 1), date(2299, 12, 31))  # ClickHouse's Date32 and DateTime64 range
 
 
 class SchemaMismatchError(ValueError):
@@ -89,9 +91,29 @@ def conform_batch(batch: pa.RecordBatch, table: Table, expected: pa.Schema, part
         if col.type != field.type:
             if not _same_kind(col.type, field.type):
                 raise SchemaMismatchError(f"{where}, column {field.name}: expected {field.type}, got {col.type}")
-            col = col.cast(field.type, safe=True)
+            try:
+                col = col.cast(field.type, safe=True)
+            except pa.ArrowInvalid as exc:  # e.g. nanoseconds a microsecond timestamp cannot hold
+                raise SchemaMismatchError(f"{where}, column {field.name}: {exc}") from None
+        if outside := _outside_warehouse_range(col):
+            raise SchemaMismatchError(
+                f"{where}, column {field.name}: {outside[0]} value(s) outside {'..'.join(map(str, WAREHOUSE_DAYS))}, "
+                f"the days ClickHouse's Date32/DateTime64 hold (e.g. {outside[1]})"
+            )
         arrays.append(col)
     return pa.RecordBatch.from_arrays(arrays, schema=expected)
+
+
+def _outside_warehouse_range(col: pa.Array) -> tuple[int, object] | None:
+    """(count, an example) of the date or timestamp values outside the range ClickHouse documents for its date types
+    (chDB keeps them as they are, but its date functions are not defined there)."""
+    if not (pa.types.is_date32(col.type) or pa.types.is_timestamp(col.type)) or not len(col):
+        return None
+    days = col if pa.types.is_date32(col.type) else pc.cast(col, pa.date32())
+    lo, hi = (pa.scalar(d, pa.date32()) for d in WAREHOUSE_DAYS)
+    bad = pc.or_(pc.less(days, lo), pc.greater(days, hi))
+    count = pc.sum(bad).as_py() or 0
+    return (count, col.filter(bad)[0].as_py()) if count else None
 
 
 def oltp_columns(oltp: OltpPostgresResource, table: str) -> list[tuple[str, str]]:
@@ -282,8 +304,40 @@ def _stream(reader: pa.RecordBatchReader, write: Callable[[pa.RecordBatch], None
         thread.join()
 
 
+def _decimal_columns(table: Table) -> list[str]:
+    return [c.name for c in table.columns if pa.types.is_decimal(arrow_type(c.type))]
+
+
+def not_decimal_sql(table: Table, day: date) -> str | None:
+    """Per decimal column of ``table``, its rows changed on ``day`` holding ``NaN`` (None: no decimal column).
+    PostgreSQL's ``numeric(p,s)`` takes it (not ``±Infinity``); DuckDB's scanner reads it as 0."""
+    cols = _decimal_columns(table)
+    if not cols:
+        return None
+    lo, hi = day_bounds(day)
+    counts = ", ".join(f"count(*) FILTER (WHERE {c} = 'NaN')" for c in cols)
+    return f"SELECT {counts} FROM {table.name} WHERE {AUDIT_COLUMN} >= '{lo}' AND {AUDIT_COLUMN} < '{hi}'"
+
+
+def check_decimals(oltp: OltpPostgresResource, table: Table, day: date) -> None:
+    """A ``NaN`` in a decimal column is refused (one more read of the day's rows in PostgreSQL, without sending
+    them): the extract would store 0 in its place."""
+    sql = not_decimal_sql(table, day)
+    if sql is None:
+        return
+    with oltp.connect() as conn:
+        counts = conn.execute(sql).fetchone()
+    if bad := [f"{c} ({n})" for c, n in zip(_decimal_columns(table), counts, strict=True) if n]:
+        raise SchemaMismatchError(
+            f"table {table.name}, partition {day}, column {', '.join(bad)}: NaN value(s), which the catalog's decimal "
+            "cannot hold; correct them in the OLTP"
+        )
+
+
 def _copy(con, query: str, writer: _Writer, table: Table, day: date, oltp: OltpPostgresResource) -> None:
     """Every row of ``query``, checked against the catalog's schema, into ``writer``'s objects."""
+    if writer.kind == ROW_FILES:
+        check_decimals(oltp, table, day)
     try:
         reader = con.execute(query).to_arrow_reader(BATCH_ROWS)
         _stream(reader, lambda batch: writer.write(conform_batch(batch, table, writer.schema, str(day))))
