@@ -6,9 +6,12 @@ from __future__ import annotations
 
 import dataclasses
 
+import dagster as dg
 import pytest
 
-from platform_assets.column_lineage import sql_column_lineage, sql_sources
+from control_plane import lineage as column_lineage
+from control_plane.client import ControlPlaneError
+from platform_assets.column_lineage import same_columns_lineage, sql_column_lineage, sql_sources
 from platform_assets.marts.queries import MARTS
 from platform_assets.warehouse.models import MODEL_SQL
 
@@ -98,3 +101,72 @@ def test_the_ui_gets_it_as_dagster_column_lineage_onto_warehouse_assets():
     assert {(d.asset_key.path[0], d.asset_key.path[1], d.column_name) for d in deps} == {
         ("warehouse", P, "p_type"), ("warehouse", L, "l_extendedprice"), ("warehouse", L, "l_discount")}  # fmt: skip
     assert "count_order" not in sql_column_lineage(MART["tpch_q01_pricing_summary"].sql).deps_by_column
+
+
+class _Webserver:
+    """The GraphQL answer ``platform lineage`` reads, built from what the assets attach to their materializations."""
+
+    def __init__(self, lineages: dict[str, dg.TableColumnLineage], unmaterialized: list[str]):
+        def entry(lin: dg.TableColumnLineage) -> dict:
+            return {
+                "label": "dagster/column_lineage",
+                "lineage": [
+                    {"columnName": c, "columnDeps": [{"assetKey": {"path": list(d.asset_key.path)},
+                                                      "columnName": d.column_name} for d in deps]}
+                    for c, deps in lin.deps_by_column.items()
+                ],
+            }  # fmt: skip
+
+        self.nodes = [
+            {"assetKey": {"path": key.split("/")}, "assetMaterializations": [{"metadataEntries": [entry(lin)]}]}
+            for key, lin in lineages.items()
+        ] + [{"assetKey": {"path": key.split("/")}, "assetMaterializations": []} for key in unmaterialized]
+
+    def query(self, document: str, variables: dict | None = None) -> dict:
+        assert "TableColumnLineageMetadataEntry" in document
+        return {"assetNodes": self.nodes}
+
+
+def _platform_graph() -> _Webserver:
+    from platform_assets.catalog import TABLES
+
+    lineages: dict[str, dg.TableColumnLineage] = {}
+    for t in TABLES:
+        columns = [c.name for c in t.all_columns]
+        for layer, upstream in (("raw", "oltp"), ("curated", "raw"), ("warehouse", "curated")):
+            lineages[f"{layer}/{t.name}"] = same_columns_lineage(columns, upstream, t.name)
+    for name, spec in MODEL_SQL.items():
+        lineages[f"warehouse/{name}"] = sql_column_lineage(spec.live(None))
+    for mart in MARTS:
+        lineages[f"marts/{mart.name}"] = sql_column_lineage(mart.sql)
+    return _Webserver(lineages, [f"oltp/{t.name}" for t in TABLES])
+
+
+def test_platform_lineage_walks_a_mart_column_back_to_the_oltp():
+    out = column_lineage.lineage(_platform_graph(), "marts/tpch_q10_returned_items.revenue", downstream=False)
+    got = {(u["asset"], u["column"], u["depth"]) for u in out["upstream"]}
+    assert got == {
+        (f"{layer}/lineitem", column, depth)
+        for depth, layer in enumerate(("warehouse", "curated", "raw", "oltp"), start=1)
+        for column in ("l_extendedprice", "l_discount")
+    }
+    assert "downstream" not in out
+
+
+def test_platform_lineage_answers_what_breaks_if_a_column_is_dropped():
+    out = column_lineage.lineage(_platform_graph(), "oltp/customer.c_comment", upstream=False)
+    assert [(d["asset"], d["depth"]) for d in out["downstream"]] == [
+        ("raw/customer", 1), ("curated/customer", 2), ("warehouse/customer", 3),
+        ("marts/tpch_q10_returned_items", 4), ("warehouse/dim_customer", 4)]  # fmt: skip
+    whole = column_lineage.lineage(_platform_graph(), "warehouse/dim_customer", upstream=True, downstream=True)
+    assert ("marts/customer_features", "region", 1) in {
+        (d["asset"], d["column"], d["depth"]) for d in whole["downstream"]
+    }
+    assert ("warehouse/region", "r_name", 1) in {(u["asset"], u["column"], u["depth"]) for u in whole["upstream"]}
+
+
+def test_platform_lineage_refuses_an_unknown_asset_or_column_by_name():
+    with pytest.raises(ControlPlaneError, match="unknown asset 'marts/nope'"):
+        column_lineage.lineage(_platform_graph(), "marts/nope.x")
+    with pytest.raises(ControlPlaneError, match=r"no column 'revenu' .*revenue"):
+        column_lineage.lineage(_platform_graph(), "marts/tpch_q06_forecast_revenue_change.revenu")
