@@ -5,6 +5,8 @@
     platform materialize job:full_lineage --from 1992-01-01 --to 1998-08-02   a whole job over a range of days
     platform status [RUN_ID]                   a run (or the latest runs) as JSON
     platform checks raw/region                 asset-check results, exit 1 if one failed
+    platform lineage marts/tpch_q10_returned_items.revenue --upstream   the columns it is computed from, to the OLTP
+    platform lineage oltp/customer.c_comment --downstream               every column computed from it
 
 Target: DAGSTER_URL (default the local webserver), DAGSTER_USER / DAGSTER_PASSWORD for vps_1's TLS proxy.
 Exit codes: 0 success, 1 a run or check failed, 2 an error (unknown asset, unreachable webserver, bad credentials).
@@ -18,6 +20,7 @@ from collections.abc import Callable
 from typing import Any
 
 from control_plane import commands, render
+from control_plane import lineage as column_lineage
 from control_plane.client import ControlPlaneError, GraphQLClient
 
 FAILED_CHECK = {"FAILED", "EXECUTION_FAILED"}
@@ -43,6 +46,11 @@ def _parser() -> argparse.ArgumentParser:
     st.add_argument("--limit", type=int, default=10)
     ch = sub.add_parser("checks", help="asset-check results of ASSET")
     ch.add_argument("asset")
+    lin = sub.add_parser("lineage", help="column-level lineage of ASSET[.COLUMN], transitively (both ways by default)")
+    lin.add_argument("target", help="an asset key, or ASSET.COLUMN (e.g. marts/tpch_q01_pricing_summary.sum_charge)")
+    way = lin.add_mutually_exclusive_group()
+    way.add_argument("--upstream", action="store_true", help="only the columns it is computed from")
+    way.add_argument("--downstream", action="store_true", help="only the columns computed from it")
     return parser
 
 
@@ -55,6 +63,10 @@ def _run(args: argparse.Namespace, client: GraphQLClient) -> tuple[Any, Callable
         return commands.describe(client), render.describe_table, 0
     if args.command == "status":
         return commands.status(client, args.run_id, args.limit), render.status_table, 0
+    if args.command == "lineage":
+        both = not (args.upstream or args.downstream)
+        payload = column_lineage.lineage(client, args.target, args.upstream or both, args.downstream or both)
+        return payload, render.lineage_table, 0
     if args.command == "checks":
         payload = commands.checks(client, args.asset)
         failed = any(c["status"] in FAILED_CHECK for c in payload["checks"])

@@ -115,3 +115,19 @@ query Checks($key: AssetKeyInput!) {{
   }}
 }}
 """
+
+COLUMN_LINEAGE = """
+query ColumnLineage {
+  assetNodes(loadMaterializations: true) {
+    assetKey { path }
+    assetMaterializations(limit: 1) {
+      metadataEntries {
+        label
+        ... on TableColumnLineageMetadataEntry {
+          lineage { columnName columnDeps { assetKey { path } columnName } }
+        }
+      }
+    }
+  }
+}
+"""

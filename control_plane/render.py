@@ -47,3 +47,13 @@ def checks_table(payload: dict[str, Any]) -> str:
 
 def run_table(payload: dict[str, Any]) -> str:
     return table([payload], ["run_id", "status", "failure"])
+
+
+def lineage_table(payload: dict[str, Any]) -> str:
+    parts = []
+    for way in ("upstream", "downstream"):
+        if way in payload:
+            column = f".{payload['column']}" if payload["column"] else ""
+            parts.append(f"{way.upper()} of {payload['asset']}{column}")
+            parts.append(table(payload[way], ["depth", "asset", "column"]))
+    return "\n\n".join(parts)

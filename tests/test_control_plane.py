@@ -124,6 +124,14 @@ def test_materialize_status_and_checks_through_the_webserver(webserver):
     region = next(a for a in described["assets"] if a["key"] == "raw/region")
     assert region["last_run_id"] == result["run_id"] and region["last_materialization"]
 
+    # the column lineage the run attached, as the UI reads it: raw/region's columns come from the OLTP's
+    lineage = platform("lineage", "raw/region.r_name", url=webserver)
+    assert lineage.returncode == 0, lineage.stderr
+    out = json.loads(lineage.stdout)
+    assert out["upstream"] == [{"asset": "oltp/region", "column": "r_name", "depth": 1}]
+    assert "curated/region" in out["unmaterialized"] or out["downstream"]
+    assert "no column 'r_nam'" in one_error_line(platform("lineage", "raw/region.r_nam", url=webserver))
+
 
 def test_unknown_asset_is_one_line_and_nonzero(webserver):
     for args in (("materialize", "raw/no_such_table"), ("checks", "raw/no_such_table")):

@@ -13,6 +13,7 @@ from typing import Literal
 import dagster as dg
 
 from platform_assets.catalog import DELETED_COLUMN, TABLES, Table
+from platform_assets.column_lineage import same_columns_lineage
 from platform_assets.curated import transforms
 from platform_assets.metadata import OWNERS, code_version, column_schema, describe, node_tags, timing
 from platform_assets.partitions import DAILY, ON_NEW_PARENT, SINGLE_RUN, days_of
@@ -85,7 +86,8 @@ def curated_asset(table: Table) -> dg.AssetsDefinition:
             metadata = {**timing(0, 0, time.perf_counter() - started), "days": len(days)}
         else:
             metadata = written_metadata(store, prefixes, fields, started)
-        return dg.MaterializeResult(metadata={**metadata, **spark.provenance()})
+        lineage = same_columns_lineage([c.name for c in table.all_columns], "raw", table.name)
+        return dg.MaterializeResult(metadata={**metadata, "dagster/column_lineage": lineage, **spark.provenance()})
 
     return _curated
 

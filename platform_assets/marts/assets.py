@@ -4,6 +4,7 @@ import time
 
 import dagster as dg
 
+from platform_assets.column_lineage import sql_column_lineage
 from platform_assets.marts.queries import MART_SETTINGS, MARTS, Mart
 from platform_assets.metadata import OWNERS, column_schema, describe, markdown_preview, node_tags, timing, version_of
 from platform_assets.partitions import ON_ANY_INPUT_UPDATE
@@ -63,6 +64,7 @@ def mart_asset(mart: Mart) -> dg.AssetsDefinition:
                 **timing(rows, nbytes, time.perf_counter() - started),
                 "dagster/table_name": f"{DATABASE}.{mart.name}",
                 "dagster/column_schema": column_schema(clickhouse.columns(DATABASE, mart.name)),
+                "dagster/column_lineage": sql_column_lineage(mart.sql),
                 "preview": dg.MetadataValue.md(markdown_preview(header, preview)),
                 **lag_metadata(newest_change(clickhouse, list(mart.depends_on))),
             }

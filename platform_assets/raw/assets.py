@@ -5,6 +5,7 @@ import time
 import dagster as dg
 
 from platform_assets.catalog import AUDIT_COLUMN, TABLES, Table
+from platform_assets.column_lineage import same_columns_lineage
 from platform_assets.metadata import OWNERS, catalog_columns, code_version, column_schema, describe, node_tags, timing
 from platform_assets.oltp.seed import SEED_TIMESTAMP
 from platform_assets.partitions import DAILY, SINGLE_RUN, day_bounds, days_of, span
@@ -116,6 +117,7 @@ def extract_from_oltp(
             "path": dg.MetadataValue.path(object_store.s3_uri(raw_prefix(table.name, days[0]))),
             "files": len(result.files),
             "dagster/column_schema": column_schema(catalog_columns(table)),
+            "dagster/column_lineage": same_columns_lineage([c.name for c in table.all_columns], "oltp", table.name),
         },
         check_results=[
             dg.AssetCheckResult(check_name=SCHEMA_CHECK, passed=True),

@@ -11,6 +11,7 @@ import time
 import dagster as dg
 
 from platform_assets.catalog import DELETED_COLUMN, MODELS, TABLES, Model, Table
+from platform_assets.column_lineage import same_columns_lineage, sql_column_lineage
 from platform_assets.metadata import CHECK_SECONDS, OWNERS, code_version, column_schema, describe, node_tags, timing
 from platform_assets.partitions import DAILY, ON_ANY_INPUT_UPDATE, ON_NEW_PARENT, SINGLE_RUN, days_of, span
 from platform_assets.paths import curated_prefix
@@ -119,6 +120,9 @@ def warehouse_table_asset(table: Table) -> dg.AssetsDefinition:
         yield dg.MaterializeResult(
             metadata={
                 **_result_metadata(result),
+                "dagster/column_lineage": same_columns_lineage(
+                    [*(c.name for c in table.all_columns), DELETED_COLUMN], "curated", table.name
+                ),
                 **lag_metadata(loaded),
                 "days": len(days),
                 CHECK_SECONDS: round(checking, 3),
@@ -178,6 +182,7 @@ def warehouse_model_asset(model: Model) -> dg.AssetsDefinition:
         return dg.MaterializeResult(
             metadata={
                 **_result_metadata(result),
+                "dagster/column_lineage": sql_column_lineage(spec.live(None)),
                 **lag_metadata(newest_change(clickhouse, [model.name])),
                 CHECK_SECONDS: round(time.perf_counter() - started, 3),
                 "mode": result.mode,
