@@ -22,6 +22,9 @@ from pyspark.sql import SparkSession
 from resources.errors import ServiceUnavailableError
 from resources.object_store import ObjectStoreResource
 
+# Settings that hold a credential (the s3a keys), kept off a local session's JVM command line
+SECRET_CONF = re.compile(r"secret|password|token|access\.key", re.IGNORECASE)
+
 # gRPC codes of a transport failure (the server or the path to it is gone), as opposed to an error the server sent
 LOST_CODES = {"UNAVAILABLE", "INTERNAL", "UNKNOWN", "CANCELLED", "DEADLINE_EXCEEDED"}
 
@@ -158,7 +161,13 @@ class SparkResource(dg.ConfigurableResource):
                     for key, value in conf.items():
                         session.conf.set(key.removeprefix("spark.hadoop."), value)
                 else:
+                    # pyspark passes a builder's settings to the JVM as spark-submit --conf arguments, which every
+                    # user of the node reads (ps, /proc/<pid>/cmdline; a batch pod's JVM too): credentials are set on
+                    # the running session instead, whose SQL conf is copied into its jobs' Hadoop conf likewise
+                    secrets = {key: conf.pop(key) for key in list(conf) if SECRET_CONF.search(key)}
                     session = spark_session_from_config(conf)
+                    for key, value in secrets.items():
+                        session.conf.set(key.removeprefix("spark.hadoop."), value)
             except ServiceUnavailableError:
                 raise
             except Exception as exc:
