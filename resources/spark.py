@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, unquote
 
 import dagster as dg
 from dagster_pyspark.resources import spark_session_from_config
@@ -102,7 +102,9 @@ class SparkResource(dg.ConfigurableResource):
 
     @property
     def endpoint(self) -> str:
-        return self.remote or self.master
+        """Where Spark runs, as errors and materialization metadata show it: a Connect URL without its parameters
+        (``SPARK_REMOTE`` may hold ``sc://host:port/;use_ssl=true;token=…``, the form pyspark documents)."""
+        return self.remote.split(";", 1)[0].rstrip("/") if self.remote else self.master
 
     def spark_config(self) -> dict[str, str]:
         conf: dict[str, str] = {
@@ -143,7 +145,9 @@ class SparkResource(dg.ConfigurableResource):
         """The one-line error of an unreachable or misconfigured Spark; never with the token in it (the line goes to
         the UI, the event log and the failure webhook)."""
         text = str(reason)
-        for secret in {self.token, quote(self.token or "", safe="")} - {None, ""}:
+        tokens = {self.token or "", *re.findall(r";token=([^;]*)", self.remote or "")}
+        forms = {f for t in tokens for f in (t, quote(t, safe=""), unquote(t))} - {""}
+        for secret in sorted(forms, key=len, reverse=True):  # the longest first: a token may hold another form
             text = text.replace(secret, "***")
         return ServiceUnavailableError(self.node, "spark-connect" if self.remote else "spark", self.endpoint, text)
 
