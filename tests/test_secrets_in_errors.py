@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import secrets
+from urllib.parse import quote
+
 import pytest
 
 from platform_assets.oltp.seed import attach_postgres, duckdb_with_extensions
@@ -24,14 +27,16 @@ def test_an_unreachable_oltp_attached_to_duckdb_fails_without_its_password(passw
 
 
 def test_a_spark_remote_holding_its_token_shows_it_neither_in_errors_nor_as_the_endpoint():
-    """``SPARK_REMOTE`` in the form pyspark documents, the token among the URL's parameters."""
+    """``SPARK_REMOTE`` in the form pyspark documents, the token among the URL's parameters (URL-quoted)."""
     store = ObjectStoreResource(endpoint_url="http://127.0.0.1:9", bucket="lake", aws_access_key_id="k",
                                 aws_secret_access_key="s")  # fmt: skip
-    spark = SparkResource(object_store=store, remote="sc://127.0.0.1:9/;use_ssl=true;token=tok%2Fs3cr3t",
-                          connect_retry_seconds=1)  # fmt: skip
+    token = "tok/" + secrets.token_hex(8)
+    remote = f"sc://127.0.0.1:9/;use_ssl=true;token={quote(token, safe='')}"
+    spark = SparkResource(object_store=store, remote=remote, connect_retry_seconds=1)
     assert spark.endpoint == "sc://127.0.0.1:9"  # what a materialization's spark_endpoint shows
     with pytest.raises(ServiceUnavailableError, match=r"spark-connect on vps_2 .* at sc://127\.0\.0\.1:9: ") as lost:
         spark.ping()
-    assert "s3cr3t" not in str(lost.value)
+    secret = token.removeprefix("tok/")
+    assert secret not in str(lost.value)
     # the server's own text of the token, raw or quoted, is masked too
-    assert "s3cr3t" not in str(spark.unavailable("rejected tok/s3cr3t (tok%2Fs3cr3t)"))
+    assert secret not in str(spark.unavailable(f"rejected {token} ({quote(token, safe='')})"))
