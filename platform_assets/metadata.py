@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Iterable, Sequence
 
 import dagster as dg
@@ -50,12 +51,20 @@ def describe(summary: str, table: Table | None = None, extra: str = "") -> str:
     return text
 
 
-def markdown_preview(header: Sequence[str], rows: Sequence[Sequence[object]], limit: int = 10) -> str:
-    def cell(v: object) -> str:
-        return str(v).replace("|", "\\|")
+# Every ASCII punctuation character: CommonMark lets a backslash make any of them literal, so escaping them all leaves
+# no link, image, emphasis, code span, HTML, entity or autolink for a value to start, whatever its text.
+_MARKDOWN_PUNCTUATION = re.compile(r"([!-/:-@\[-`{-~])")
 
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows[:limit]]
+
+def markdown_text(value: object) -> str:
+    """``value`` as Markdown that renders as its literal text on one line: cells hold OLTP text (``c_comment``), which
+    must not become links, images or HTML in the UI, nor end a table row with a line break (shown as a space)."""
+    return _MARKDOWN_PUNCTUATION.sub(r"\\\1", " ".join(str(value).splitlines()))
+
+
+def markdown_preview(header: Sequence[str], rows: Sequence[Sequence[object]], limit: int = 10) -> str:
+    lines = ["| " + " | ".join(markdown_text(h) for h in header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(markdown_text(v) for v in row) + " |" for row in rows[:limit]]
     return "\n".join(lines)
 
 

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, unquote
 
 import dagster as dg
 from dagster_pyspark.resources import spark_session_from_config
@@ -21,6 +21,9 @@ from pyspark.sql import SparkSession
 
 from resources.errors import ServiceUnavailableError
 from resources.object_store import ObjectStoreResource
+
+# Settings that hold a credential (the s3a keys), kept off a local session's JVM command line
+SECRET_CONF = re.compile(r"secret|password|token|access\.key", re.IGNORECASE)
 
 # gRPC codes of a transport failure (the server or the path to it is gone), as opposed to an error the server sent
 LOST_CODES = {"UNAVAILABLE", "INTERNAL", "UNKNOWN", "CANCELLED", "DEADLINE_EXCEEDED"}
@@ -99,7 +102,9 @@ class SparkResource(dg.ConfigurableResource):
 
     @property
     def endpoint(self) -> str:
-        return self.remote or self.master
+        """Where Spark runs, as errors and materialization metadata show it: a Connect URL without its parameters
+        (``SPARK_REMOTE`` may hold ``sc://host:port/;use_ssl=true;token=…``, the form pyspark documents)."""
+        return self.remote.split(";", 1)[0].rstrip("/") if self.remote else self.master
 
     def spark_config(self) -> dict[str, str]:
         conf: dict[str, str] = {
@@ -140,7 +145,9 @@ class SparkResource(dg.ConfigurableResource):
         """The one-line error of an unreachable or misconfigured Spark; never with the token in it (the line goes to
         the UI, the event log and the failure webhook)."""
         text = str(reason)
-        for secret in {self.token, quote(self.token or "", safe="")} - {None, ""}:
+        tokens = {self.token or "", *re.findall(r";token=([^;]*)", self.remote or "")}
+        forms = {f for t in tokens for f in (t, quote(t, safe=""), unquote(t))} - {""}
+        for secret in sorted(forms, key=len, reverse=True):  # the longest first: a token may hold another form
             text = text.replace(secret, "***")
         return ServiceUnavailableError(self.node, "spark-connect" if self.remote else "spark", self.endpoint, text)
 
@@ -158,7 +165,13 @@ class SparkResource(dg.ConfigurableResource):
                     for key, value in conf.items():
                         session.conf.set(key.removeprefix("spark.hadoop."), value)
                 else:
+                    # pyspark passes a builder's settings to the JVM as spark-submit --conf arguments, which every
+                    # user of the node reads (ps, /proc/<pid>/cmdline; a batch pod's JVM too): credentials are set on
+                    # the running session instead, whose SQL conf is copied into its jobs' Hadoop conf likewise
+                    secrets = {key: conf.pop(key) for key in list(conf) if SECRET_CONF.search(key)}
                     session = spark_session_from_config(conf)
+                    for key, value in secrets.items():
+                        session.conf.set(key.removeprefix("spark.hadoop."), value)
             except ServiceUnavailableError:
                 raise
             except Exception as exc:

@@ -247,7 +247,9 @@ def spark_connect_up() -> None:
     if _port_open(port):
         _log(f"Spark Connect already listening on 127.0.0.1:{port}")
         return
-    env = _spark_env()
+    # The token goes in the environment Spark reads it from (as vps_2's Deployment passes it), not as a --conf: a
+    # command line is readable by every local user (ps, /proc/<pid>/cmdline) and lands in Spark's launch log.
+    env = {**_spark_env(), "SPARK_CONNECT_AUTHENTICATE_TOKEN": require_env("SPARK_CONNECT_TOKEN")}
     jars = ",".join(str(p) for p in sorted(s3a_jars_dir().glob("*.jar")))
     tmp = data_dir() / "spark-connect" / "tmp"
     cmd = [
@@ -256,7 +258,6 @@ def spark_connect_up() -> None:
         "--conf", "spark.ui.enabled=false",
         "--conf", "spark.connect.grpc.binding.address=127.0.0.1",
         "--conf", f"spark.connect.grpc.binding.port={port}",
-        "--conf", f"spark.connect.authenticate.token={require_env('SPARK_CONNECT_TOKEN')}",
         "--conf", f"spark.local.dir={tmp}",
         "--conf", f"spark.hadoop.hadoop.tmp.dir={tmp}",
         "--conf", "spark.sql.shuffle.partitions=4",

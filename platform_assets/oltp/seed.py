@@ -37,6 +37,27 @@ def duckdb_with_extensions(extension_dir: Path, *names: str) -> duckdb.DuckDBPyC
     return con
 
 
+def attach_postgres(con: duckdb.DuckDBPyConnection, oltp: OltpPostgresResource, alias: str, options: str = "") -> None:
+    """ATTACH the OLTP database as ``alias``, its password in a temporary DuckDB secret rather than the connection
+    string: DuckDB's postgres extension quotes that string whole in its errors ("Unable to connect to Postgres at
+    ..."), which would carry the password to the terminal, the UI and the failure webhook."""
+
+    def literal(value: object) -> str:
+        return "'" + str(value).replace("'", "''") + "'"
+
+    con.execute(
+        f"CREATE OR REPLACE TEMPORARY SECRET {alias} (TYPE postgres, HOST {literal(oltp.host)}, PORT {int(oltp.port)}, "
+        f"DATABASE {literal(oltp.database)}, USER {literal(oltp.user)}, PASSWORD {literal(oltp.password)})"
+    )
+    extra = f", {options}" if options else ""
+    try:
+        con.execute(
+            f"ATTACH 'connect_timeout={oltp.connect_timeout_s}' AS {alias} (TYPE postgres, SECRET {alias}{extra})"
+        )
+    except duckdb.Error as exc:
+        raise oltp.unavailable(exc) from None
+
+
 @dataclass
 class SeedReport:
     scale_factor: float
@@ -53,7 +74,7 @@ def seed_tpch(oltp: OltpPostgresResource, scale_factor: float, extension_dir: Pa
             pg.execute(sql)
         for t in TABLES:
             pg.execute(create_table_sql(t))
-    con.execute(f"ATTACH '{oltp.conninfo()}' AS oltp (TYPE postgres)")
+    attach_postgres(con, oltp, "oltp")
     rows: dict[str, int] = {}
     stamp = SEED_TIMESTAMP.isoformat()
     for t in TABLES:
