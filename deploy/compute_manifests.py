@@ -63,7 +63,13 @@ def _secret_env(env: str, secret: str, key: str = "token") -> dict[str, Any]:
     return {"name": env, "valueFrom": {"secretKeyRef": {"name": secret, "key": key}}}
 
 
+# Pod Security's restricted profile: per pod, non-root and the runtime's seccomp profile; per container (fields a pod
+# cannot set), no privilege escalation and no capabilities
+RESTRICTED_POD = {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}}
 RESTRICTED = {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}}
+NGINX_UID = 101  # `nginx` in the alpine image: the sidecar runs as it from the start, not as a root master
+NGINX_SCRATCH = "/tmp"  # the sidecar's emptyDir: its pid file and temp files, the only paths it writes
+NGINX_TEMP = ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")  # every temp path compiled into the image
 
 
 def spark_defaults() -> str:
@@ -86,10 +92,14 @@ def spark_defaults() -> str:
 
 
 def nginx_conf() -> str:
+    """The sidecar runs as a non-root uid: no ``user`` directive, and the pid and temp files (whose compiled-in
+    paths are root's) on its emptyDir."""
     spark = service("spark-connect")
-    return f"""events {{}}
+    temp = "".join(f"  {kind}_temp_path {NGINX_SCRATCH}/{kind};\n" for kind in NGINX_TEMP)
+    return f"""pid {NGINX_SCRATCH}/nginx.pid;
+events {{}}
 http {{
-  server {{
+{temp}  server {{
     listen {spark.port} ssl;
     http2 on;
     ssl_certificate /tls/tls.crt;
@@ -106,10 +116,12 @@ http {{
 """
 
 
-# Pod Security admission on the namespace: anything privileged (host namespaces, hostPath, privileged containers,
-# added capabilities) is refused at once; the stricter profile our own pods follow is warned about and audited.
+# Pod Security admission on the namespace: a pod outside the restricted profile (root, privilege escalation, added
+# capabilities, no seccomp profile, host namespaces or paths, ...) is refused. Enforced with the rules of the k3s
+# version deployed; warnings and audit use the latest rules, so an upgrade's new ones show before they refuse pods.
 POD_SECURITY = {
-    "pod-security.kubernetes.io/enforce": "baseline",
+    "pod-security.kubernetes.io/enforce": "restricted",
+    "pod-security.kubernetes.io/enforce-version": f"v{versions.k8s_minor()}",
     "pod-security.kubernetes.io/warn": "restricted",
     "pod-security.kubernetes.io/audit": "restricted",
 }
@@ -153,7 +165,7 @@ def spark_connect() -> list[dict[str, Any]]:
             "exec": {"command": ["bash", "-c", f"echo > /dev/tcp/127.0.0.1/{SPARK_INTERNAL_PORT}"]},
             "periodSeconds": 30,
         },
-        "securityContext": {**RESTRICTED, "runAsNonRoot": True, "runAsUser": 185},
+        "securityContext": {**RESTRICTED, "runAsUser": 185},
     }
     proxy = {
         "name": "tls-proxy",
@@ -164,8 +176,10 @@ def spark_connect() -> list[dict[str, Any]]:
         "volumeMounts": [
             {"name": "conf", "mountPath": "/etc/nginx/nginx.conf", "subPath": "nginx.conf"},
             {"name": "tls", "mountPath": "/tls", "readOnly": True},
+            {"name": "nginx-scratch", "mountPath": NGINX_SCRATCH},
         ],
         "readinessProbe": {"tcpSocket": {"port": spark.port}, "periodSeconds": 10},
+        "securityContext": {**RESTRICTED, "runAsUser": NGINX_UID, "runAsGroup": NGINX_UID},
     }
     deployment = {
         "apiVersion": "apps/v1",
@@ -179,11 +193,13 @@ def spark_connect() -> list[dict[str, Any]]:
                 "metadata": {"labels": {"app.kubernetes.io/name": "spark-connect"}},
                 "spec": {
                     "automountServiceAccountToken": False,
+                    "securityContext": RESTRICTED_POD,
                     "containers": [server, proxy],
                     "volumes": [
                         {"name": "conf", "configMap": {"name": "spark-connect-conf"}},
                         {"name": "tls", "secret": {"secretName": TLS_SECRET}},
                         {"name": "spark-local", "emptyDir": {"sizeLimit": "50Gi"}},
+                        {"name": "nginx-scratch", "emptyDir": {"sizeLimit": "1Gi"}},
                     ],
                 },
             },
@@ -219,7 +235,7 @@ def jupyter() -> list[dict[str, Any]]:
             {"name": "tls", "mountPath": "/tls", "readOnly": True},
         ],
         "readinessProbe": {"httpGet": {"path": "/api", "port": port}, "periodSeconds": 10},
-        "securityContext": {**RESTRICTED, "runAsNonRoot": True, "runAsUser": 1000},
+        "securityContext": {**RESTRICTED, "runAsUser": 1000},
     }
     return [
         {
@@ -240,7 +256,7 @@ def jupyter() -> list[dict[str, Any]]:
                     "metadata": {"labels": {"app.kubernetes.io/name": "jupyter"}},
                     "spec": {
                         "automountServiceAccountToken": False,
-                        "securityContext": {"fsGroup": 1000},
+                        "securityContext": {**RESTRICTED_POD, "fsGroup": 1000},
                         "containers": [container],
                         "volumes": [
                             {"name": "work", "persistentVolumeClaim": {"claimName": "jupyter-work"}},

@@ -49,6 +49,9 @@ class K8sBatchResource(dg.ConfigurableResource):
             "SPARK_MASTER": f"local[{self.cpu}]",
         }
 
+    def base_pod_meta(self) -> dict[str, Any]:
+        return {"labels": {"app.kubernetes.io/part-of": "data-platform", "platform/node": self.node}}
+
     def base_pod_spec(self) -> dict[str, Any]:
         """The batch pod: Pod Security's restricted profile (non-root as the image's uid 1000, no privilege
         escalation, no capabilities, the runtime's seccomp profile) and no service-account token mounted."""
@@ -85,6 +88,6 @@ class K8sBatchResource(dg.ConfigurableResource):
             command=self.command(asset_name),
             namespace=self.namespace,
             env=self.env(),
-            base_pod_meta={"labels": {"app.kubernetes.io/part-of": "data-platform", "platform/node": self.node}},
+            base_pod_meta=self.base_pod_meta(),
             base_pod_spec=self.base_pod_spec(),
         )

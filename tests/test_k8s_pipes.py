@@ -22,7 +22,7 @@ def test_pod_spec_runs_the_batch_module_with_secrets_from_kubernetes(resources):
         image=k8s.image,
         command=k8s.command("lineitem"),
         env_vars=k8s.env(),
-        base_pod_meta={"labels": {"platform/node": k8s.node}},
+        base_pod_meta=k8s.base_pod_meta(),
         base_pod_spec=k8s.base_pod_spec(),
     )
     container = pod.spec.containers[0]

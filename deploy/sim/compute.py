@@ -6,8 +6,10 @@ run. The server starts as the Deployment starts it: ``start-connect-server.sh`` 
 (``SPARK_NO_DAEMONIZE``), the defaults in its conf folder, the token in ``SPARK_CONNECT_AUTHENTICATE_TOKEN`` (from
 ``SPARK_CONNECT_TOKEN``, as Ansible fills the secret). Rewritten, and only these: ``spark.local.dir`` and, when
 asked, Spark's ``binding.port``; nginx's listen address and port (the pod listens on all its addresses, the Service
-puts it on the node's private one), its upstream port, the certificate paths, pid, log and temp paths in the work
-dir, plus ``user nobody nogroup`` as root. Spark's binding address is never rewritten: only the sidecar reaches it.
+puts it on the node's private one), its upstream port, the certificate paths, the pid and temp paths (the sidecar's
+emptyDir) moved to nginx's folder, plus an access log there. Spark's binding address is never rewritten: only the
+sidecar reaches it. Started as root, nginx runs as the sidecar's ``runAsUser``/``runAsGroup`` from the start (no
+root master, as in the pod), in a folder of its own that uid owns (``folder/nginx`` links to it; removed on stop).
 
 Debian's nginx 1.22 does not know ``http2 on;`` (1.25.1+), so that one directive becomes ``listen ... ssl http2``.
 
@@ -26,6 +28,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,7 +36,7 @@ from types import TracebackType
 
 import yaml
 
-from deploy.compute_manifests import NAMESPACE, NODE, SPARK_DNS
+from deploy.compute_manifests import NAMESPACE, NGINX_SCRATCH, NGINX_TEMP, NODE, SPARK_DNS
 from deploy.sim.netns import Namespace
 from resources.topology import NODES, service
 
@@ -48,6 +51,17 @@ def config_map() -> dict[str, str]:
     """The ``spark-connect-conf`` ConfigMap's data: ``spark-defaults.conf`` and ``nginx.conf``."""
     docs = [d for d in yaml.safe_load_all(MANIFEST.read_text()) if d]
     return next(d for d in docs if d["kind"] == "ConfigMap" and d["metadata"]["name"] == CONFIG_MAP)["data"]
+
+
+def deployment(name: str = "spark-connect") -> dict:
+    """A Deployment of vps_2's manifests (``spark-connect``, ``jupyter``)."""
+    docs = [d for d in yaml.safe_load_all((MANIFEST.parent / f"{name}.yaml").read_text()) if d]
+    return next(d for d in docs if d["kind"] == "Deployment" and d["metadata"]["name"] == name)
+
+
+def container_spec(deployment_name: str, container: str) -> dict:
+    spec = deployment(deployment_name)["spec"]["template"]["spec"]
+    return next(c for c in spec["containers"] if c["name"] == container)
 
 
 def defaults(text: str) -> dict[str, str]:
@@ -85,7 +99,8 @@ def fold_http2(conf: str, listen: str | None = None) -> str:
 
 
 def nginx_conf(original: str, address: str, port: int, upstream: int, folder: Path) -> str:
-    """The ConfigMap's ``nginx.conf`` listening on ``address:port``, its paths in ``folder``, for nginx 1.22."""
+    """The ConfigMap's ``nginx.conf`` listening on ``address:port``, for nginx 1.22, with everything it reads or
+    writes in ``folder``: the certificate and key, the pid and temp files (the sidecar's emptyDir), the access log."""
     conf = fold_http2(original, f"{address}:{port}")
     conf, n = re.subn(r"grpc_pass grpc://127\.0\.0\.1:\d+;", f"grpc_pass grpc://127.0.0.1:{upstream};", conf)
     if n != 1:
@@ -93,16 +108,36 @@ def nginx_conf(original: str, address: str, port: int, upstream: int, folder: Pa
     for name in ("tls.crt", "tls.key"):
         if conf.count(f" /tls/{name};") != 1:
             raise RuntimeError(f"nginx.conf does not name /tls/{name} once")
-        conf = conf.replace(f" /tls/{name};", f" {folder / 'tls' / name};")
-    nginx = folder / "nginx"
-    scratch = "".join(
-        f"  {kind}_temp_path {nginx / kind};\n" for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
-    )
+        conf = conf.replace(f" /tls/{name};", f" {folder / name};")
+    scratch = rf"^(\s*(?:pid|\w+_temp_path)) {re.escape(NGINX_SCRATCH)}/"
+    conf, n = re.subn(scratch, rf"\1 {folder}/", conf, flags=re.MULTILINE)
+    if n != 1 + len(NGINX_TEMP):
+        raise RuntimeError(f"nginx.conf does not put its pid and {len(NGINX_TEMP)} temp paths in {NGINX_SCRATCH}")
     if conf.count("http {\n") != 1:
         raise RuntimeError("nginx.conf has no single `http {` block")
-    conf = conf.replace("http {\n", f"http {{\n  access_log {nginx / 'access.log'};\n{scratch}")
-    user = "user nobody nogroup;\n" if os.geteuid() == 0 else ""
-    return f"{user}pid {nginx / 'nginx.pid'};\n{conf}"
+    return conf.replace("http {\n", f"http {{\n  access_log {folder / 'access.log'};\n")
+
+
+def nginx_folder(folder: Path) -> tuple[Path, list[str]]:
+    """nginx's folder (its conf, certificate and key, pid, temp files and logs) and the command prefix it runs under.
+
+    Not as root: ``folder/nginx``, as this user. As root: as the sidecar's uid and gid (the pod starts nginx as them,
+    never as a root master), so its folder must be reachable by that uid, which ``folder`` (a test's 0700 temp dir)
+    may not be: a private folder of the system's temp dir, owned by that uid, which ``folder/nginx`` links to."""
+    link = folder / "nginx"
+    if os.geteuid() != 0:
+        link.mkdir(parents=True, exist_ok=True)
+        return link, []
+    security = container_spec("spark-connect", "tls-proxy")["securityContext"]
+    uid, gid = security["runAsUser"], security["runAsGroup"]
+    own = Path(tempfile.mkdtemp(prefix="spark-connect-nginx-"))
+    os.chown(own, uid, gid)
+    if link.is_symlink():
+        link.unlink()
+    elif link.exists():
+        shutil.rmtree(link)
+    link.symlink_to(own)
+    return own, ["setpriv", f"--reuid={uid}", f"--regid={gid}", "--clear-groups", "--"]
 
 
 def issue_certificate(folder: Path, address: str) -> Path:
@@ -204,6 +239,8 @@ class SparkConnect(Reachable):
     token: str
     ca: Path
     env: dict[str, str] = field(repr=False)
+    nginx_dir: Path = field(repr=False)  # nginx's conf, certificate, pid, temp files and logs
+    nginx_as: list[str] = field(repr=False)  # the command prefix that drops to the sidecar's uid (as root)
     nginx: subprocess.Popen[bytes] | None = field(default=None, repr=False)
     spark: subprocess.Popen[bytes] | None = field(default=None, repr=False)
 
@@ -233,8 +270,17 @@ class SparkConnect(Reachable):
             time.sleep(0.2)
 
     def start_nginx(self, timeout: float = 30) -> None:
-        conf = self.folder / "nginx"
-        nginx = ["nginx", "-p", str(conf), "-e", str(conf / "error.log"), "-c", str(conf / "nginx.conf")]
+        conf = self.nginx_dir
+        nginx = [
+            *self.nginx_as,
+            "nginx",
+            "-p",
+            str(conf),
+            "-e",
+            str(conf / "error.log"),
+            "-c",
+            str(conf / "nginx.conf"),
+        ]
         test = self.namespace.argv(*nginx, "-t") if self.namespace else [*nginx, "-t"]
         checked = subprocess.run(test, capture_output=True, text=True, timeout=30)
         if checked.returncode or "[warn]" in checked.stderr:
@@ -258,8 +304,10 @@ class SparkConnect(Reachable):
             stop_groups([self.spark], sig)
 
     def stop(self) -> None:
-        """End Spark's and nginx's process groups, every member (idempotent)."""
+        """End Spark's and nginx's process groups, every member, and remove nginx's own folder (idempotent)."""
         stop_groups([p for p in (self.spark, self.nginx) if p is not None])
+        if self.nginx_dir != self.folder / "nginx":
+            shutil.rmtree(self.nginx_dir, ignore_errors=True)
 
     def __enter__(self) -> SparkConnect:
         return self
@@ -287,7 +335,7 @@ def start(
     left running. Without a namespace the address must be a loopback one (no host traffic to the VPC)."""
     import pyspark
 
-    for tool in TOOLS:
+    for tool in TOOLS + (("setpriv",) if os.geteuid() == 0 else ()):
         if not shutil.which(tool):
             raise RuntimeError(f"{tool} is missing: deploy/local/bootstrap.sh installs it")
     address = address or NODES[NODE].private_ip
@@ -304,12 +352,11 @@ def start(
         raise RuntimeError(f"the sidecar's upstream {upstream and upstream.groups()} is not Spark's binding {server}")
     spark_port = spark_port or int(server[1])
     port = port or service("spark-connect").port
-    for sub in ("conf", "spark-local", "logs", "pids", "java-tmp", "nginx"):
+    for sub in ("conf", "spark-local", "logs", "pids", "java-tmp"):
         (folder / sub).mkdir(parents=True, exist_ok=True)
     (folder / "conf" / "spark-defaults.conf").write_text(
         spark_defaults(data["spark-defaults.conf"], spark_port, folder)
     )
-    (folder / "nginx" / "nginx.conf").write_text(nginx_conf(data["nginx.conf"], address, port, spark_port, folder))
     ca = issue_certificate(folder / "tls", address)
     spark_home = Path(pyspark.__file__).parent
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SPARK_", "PYSPARK_"))}
@@ -323,8 +370,18 @@ def start(
         SPARK_LOCAL_IP="127.0.0.1",  # the driver's own ports too; the host name resolves to no namespace address
         JAVA_TOOL_OPTIONS=f"-Djava.io.tmpdir={folder / 'java-tmp'} -XX:-UsePerfData",
     )
-    node = SparkConnect(folder, namespace, address, port, server[0], spark_port, token, ca, env)
+    nginx_dir, nginx_as = nginx_folder(folder)
+    node = SparkConnect(folder, namespace, address, port, server[0], spark_port, token, ca, env, nginx_dir, nginx_as)
     try:
+        (nginx_dir / "nginx.conf").write_text(nginx_conf(data["nginx.conf"], address, port, spark_port, nginx_dir))
+        for name in (
+            "tls.crt",
+            "tls.key",
+        ):  # the Secret's files, readable by the sidecar's uid as the kubelet mounts them
+            shutil.copyfile(folder / "tls" / name, nginx_dir / name)
+        owner = nginx_dir.stat()
+        for path in nginx_dir.iterdir():
+            os.chown(path, owner.st_uid, owner.st_gid)
         node.start_nginx()
         node.start_spark(timeout)
     except BaseException:

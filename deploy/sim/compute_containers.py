@@ -4,7 +4,8 @@ Docker Engine in vps_2's namespace, since no Kubernetes runs here.
 A pod is containers sharing one network namespace that outlives them: a ``pause`` container holds it and publishes
 the Service's port on the node's private address (the Service's ``externalIPs``); the ``spark-connect`` container
 (image, command, environment, user, capabilities, mounts as the Deployment gives them) and the ``tls-proxy``
-sidecar join it. Killing Spark leaves the sidecar answering ``UNAVAILABLE``, as on k3s, until ``start_spark``.
+sidecar (its uid and gid, capabilities, a tmpfs for its emptyDir) join it. Killing Spark leaves the sidecar
+answering ``UNAVAILABLE``, as on k3s, until ``start_spark``.
 
 Replaced, and only this (``deploy/README.md``): the Spark Connect image is built from
 ``deploy/sim/standins/spark-connect`` (its own Dockerfile's Ivy step needs Maven Central); the sidecar's nginx is
@@ -25,9 +26,8 @@ import signal
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
-
 from deploy.sim import compute
+from deploy.sim.compute import container_spec, deployment
 from deploy.sim.docker_engine import DockerEngine, EngineError
 from deploy.sim.netns import wait_for
 from resources.topology import NODES, service
@@ -35,17 +35,6 @@ from resources.topology import NODES, service
 NETWORK = "spark-connect-pod"
 PAUSE, SPARK, SIDECAR = "spark-connect-pause", "spark-connect", "spark-connect-tls-proxy"
 TOKEN_ENV = "SPARK_CONNECT_AUTHENTICATE_TOKEN"  # the Deployment takes it from the spark-connect secret
-
-
-def deployment(name: str = "spark-connect") -> dict:
-    """A Deployment of vps_2's manifests (``spark-connect``, ``jupyter``)."""
-    docs = [d for d in yaml.safe_load_all((compute.MANIFEST.parent / f"{name}.yaml").read_text()) if d]
-    return next(d for d in docs if d["kind"] == "Deployment" and d["metadata"]["name"] == name)
-
-
-def container_spec(deployment_name: str, container: str) -> dict:
-    spec = deployment(deployment_name)["spec"]["template"]["spec"]
-    return next(c for c in spec["containers"] if c["name"] == container)
 
 
 def _env_args(spec: dict, secrets: dict[tuple[str, str], str]) -> tuple[list[str], dict[str, str]]:
@@ -63,11 +52,31 @@ def _env_args(spec: dict, secrets: dict[tuple[str, str], str]) -> tuple[list[str
 
 
 def _security_args(spec: dict) -> list[str]:
+    """The container's uid (and gid, if it sets one), no new privileges, dropped capabilities; Docker's default
+    seccomp profile is the pod's ``RuntimeDefault``."""
     security = spec["securityContext"]
-    args = ["--user", str(security["runAsUser"])]
+    group = f":{security['runAsGroup']}" if "runAsGroup" in security else ""
+    args = ["--user", f"{security['runAsUser']}{group}"]
     if security.get("allowPrivilegeEscalation") is False:
         args += ["--security-opt", "no-new-privileges"]
     return args + [f"--cap-drop={cap}" for cap in security["capabilities"]["drop"]]
+
+
+_BINARY = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30}
+
+
+def _scratch_args(deployment_name: str, spec: dict) -> list[str]:
+    """The container's emptyDir mounts as tmpfs of their ``sizeLimit``: empty at start, writable by any uid (mode
+    1777, as the kubelet makes an emptyDir world-writable), gone with the container."""
+    volumes = {v["name"]: v["emptyDir"] for v in deployment(deployment_name)["spec"]["template"]["spec"]["volumes"]
+               if "emptyDir" in v}  # fmt: skip
+    args = []
+    for mount in spec["volumeMounts"]:
+        if mount["name"] in volumes:
+            limit = volumes[mount["name"]].get("sizeLimit")
+            size = f",size={int(limit[:-2]) * _BINARY[limit[-2:]]}" if limit else ""
+            args += ["--tmpfs", f"{mount['mountPath']}:rw,mode=1777{size}"]
+    return args
 
 
 def _spark_spec() -> dict:
@@ -146,6 +155,8 @@ def start(engine: DockerEngine, folder: Path, token: str, timeout: float = compu
     uid = _spark_spec()["securityContext"]["runAsUser"]  # the image's `spark`
     os.chown(folder / "spark-local", uid, uid)
     ca = compute.issue_certificate(folder / "tls", address)
+    for path in (folder / "tls").iterdir():  # root's, readable by the sidecar's uid: the Secret's defaultMode 0644
+        path.chmod(0o644)
     admit_container_bridges(engine.namespace)
     engine.start()
     pod = ContainerPod(engine, folder, address, port, token, ca)
@@ -158,6 +169,7 @@ def start(engine: DockerEngine, folder: Path, token: str, timeout: float = compu
         engine.docker("create", *args, extra_env=secrets)
         sidecar = container_spec("spark-connect", "tls-proxy")
         engine.docker("run", "-d", "--name", SIDECAR, "--network", f"container:{PAUSE}", "--restart", "no",
+                      *_security_args(sidecar), *_scratch_args("spark-connect", sidecar),
                       "-v", f"{folder / 'nginx' / 'nginx.conf'}:/etc/nginx/nginx.conf:ro",
                       "-v", f"{folder / 'tls'}:/tls:ro", sidecar["image"])  # fmt: skip
         pod.start_spark(timeout)

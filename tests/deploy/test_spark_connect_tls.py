@@ -1,13 +1,14 @@
 """vps_2's Spark Connect pod on this machine (``deploy/sim/compute.py``, here on loopback without namespaces): the
 real Spark Connect server with the ConfigMap's ``spark-defaults.conf`` behind Debian's nginx with the ConfigMap's
-``nginx.conf``, reached by a pyspark Connect client over TLS the way Jupyter and Dagster reach it (``use_ssl=true``,
-token, the certificate as the only root). ``deploy.local.stack.spark_connect_up`` cannot stand in: it passes master,
-port and token as ``--conf`` flags, which would hide the file's settings.
+``nginx.conf`` (as the sidecar's non-root uid and gid when the tests run as root), reached by a pyspark Connect
+client over TLS the way Jupyter and Dagster reach it (``use_ssl=true``, token, the certificate as the only root).
+``deploy.local.stack.spark_connect_up`` cannot stand in: it passes master, port and token as ``--conf`` flags, which
+would hide the file's settings.
 
 Left unchecked: that the image's nginx 1.29 accepts ``http2 on;`` and enables HTTP/2 on this listener with it (gRPC
 fails without HTTP/2; Debian's 1.22 gets ``listen ... ssl http2``), the images themselves (nginx's alpine build, the
 Spark image's s3a jars; the s3a settings are loaded but no s3a path is read) and the Kubernetes wiring (subPath and
-secret mounts, runAsUser 185, probes, the Service on the private address).
+secret mounts, Spark's runAsUser 185, probes, the Service on the private address).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import socket
 import subprocess
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -94,3 +96,34 @@ def test_no_token_is_refused(tls_endpoint: compute.SparkConnect) -> None:
     result = _connect(tls_endpoint, "")
     assert "error" in result, result
     assert "UNAUTHENTICATED" in result["message"] and "No authentication token provided" in result["message"], result
+
+
+def _children(parent: int) -> list[int]:
+    found = []
+    for proc in Path("/proc").iterdir():
+        try:
+            stat = (proc / "stat").read_text() if proc.name.isdigit() else ""
+        except OSError:  # gone meanwhile
+            continue
+        if stat and int(stat.rsplit(")", 1)[1].split()[1]) == parent:
+            found.append(int(proc.name))
+    return found
+
+
+def _ids(pid: int) -> set[tuple[str, ...]]:
+    """The real, effective, saved and filesystem uids and gids of a process."""
+    status = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines())
+    return {tuple(status["Uid"].split()), tuple(status["Gid"].split())}
+
+
+def test_the_sidecar_runs_as_the_pods_uid_from_the_start(tls_endpoint: compute.SparkConnect) -> None:
+    """Pod Security's restricted profile: nginx is started as the sidecar's ``runAsUser``/``runAsGroup`` (here as
+    this user when not root) and every process of it, master and workers, keeps them; none switches from root."""
+    security = compute.container_spec("spark-connect", "tls-proxy")["securityContext"]
+    uid, gid = (security["runAsUser"], security["runAsGroup"]) if os.geteuid() == 0 else (os.geteuid(), os.getegid())
+    assert tls_endpoint.nginx is not None
+    master = tls_endpoint.nginx.pid
+    workers = _children(master)
+    assert workers, "nginx started no worker"
+    for pid in [master, *workers]:
+        assert _ids(pid) == {(str(uid),) * 4, (str(gid),) * 4}, pid
