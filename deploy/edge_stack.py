@@ -13,7 +13,7 @@ from typing import Any
 from deploy import versions
 from deploy.compose_common import LOGGING, PLATFORM_ROOT, bind_volume, healthcheck, optional, publish, require
 from platform_assets import CODE_LOCATION, CODE_MODULE
-from resources.environments import LAKE_BUCKET, OLTP_DEFAULTS, RESOURCE_SECRETS, S3_REGION
+from resources.environments import LAKE_BUCKET, OLTP_DEFAULTS, OLTP_ROLES, RESOURCE_SECRETS, S3_REGION
 from resources.topology import PRIVATE_NETWORK, service
 
 NODE = "vps_1"
@@ -26,6 +26,8 @@ SPARK_CA_ON_HOST = f"{PLATFORM_ROOT}/secrets/spark-connect-ca.pem"
 # Every key the node's .env must hold (Ansible writes exactly these from the operator's secrets file).
 SECRET_KEYS = [
     *RESOURCE_SECRETS,
+    "OLTP_PASSWORD",  # the OLTP superuser's: its container and migrations only, never the pipeline's
+    "OLTP_BACKUP_PASSWORD",  # pg_dump's role (platform_backup)
     "DAGSTER_PG_PASSWORD",
     "DAGSTER_UI_DOMAIN",
     "DAGSTER_UI_USER",
@@ -43,6 +45,9 @@ OPTIONAL_KEYS = {
 COMPUTE_LOG_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "S3_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY": "S3_SECRET_ACCESS_KEY"}
 DOCKER_SOCKET = "/var/run/docker.sock"
 
+# What the OLTP migration (seed, `platform_assets.cli migrate`) needs beyond the code server's environment: a one-off
+# container of its service with these passed by name from the node's .env (`docker compose run -e NAME`).
+MIGRATION_SECRETS = ("OLTP_PASSWORD", "OLTP_BACKUP_PASSWORD")
 DAGSTER_PG = {"user": "dagster", "db": "dagster"}
 OLTP = OLTP_DEFAULTS
 BACKUP_BUCKET = "backups"
@@ -221,8 +226,8 @@ def _postgres_backup() -> dict[str, Any]:
             "S3_ENDPOINT_URL": f"http://seaweedfs:{s3.port}",
             "S3_ACCESS_KEY_ID": require("S3_ACCESS_KEY_ID"),
             "S3_SECRET_ACCESS_KEY": require("S3_SECRET_ACCESS_KEY"),
-            "OLTP_URL": f"postgresql://{OLTP['user']}@oltp-postgres:5432/{OLTP['db']}",
-            "OLTP_PASSWORD": require("OLTP_PASSWORD"),
+            "OLTP_URL": f"postgresql://{OLTP_ROLES['backup'][0]}@oltp-postgres:5432/{OLTP['db']}",
+            "OLTP_BACKUP_PASSWORD": require("OLTP_BACKUP_PASSWORD"),
             "DAGSTER_PG_URL": f"postgresql://{DAGSTER_PG['user']}@dagster-postgres:5432/{DAGSTER_PG['db']}",
             "DAGSTER_PG_PASSWORD": require("DAGSTER_PG_PASSWORD"),
         },

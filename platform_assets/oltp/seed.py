@@ -14,7 +14,7 @@ from pathlib import Path
 import duckdb
 
 from platform_assets.catalog import TABLES
-from platform_assets.oltp.capture import capture_sql
+from platform_assets.oltp.roles import migrate
 from platform_assets.oltp.schema import constraint_sql, create_table_sql, drop_all_sql
 from resources.oltp_postgres import OltpPostgresResource
 
@@ -44,7 +44,11 @@ class SeedReport:
     seconds: float
 
 
-def seed_tpch(oltp: OltpPostgresResource, scale_factor: float, extension_dir: Path) -> SeedReport:
+def seed_tpch(
+    oltp: OltpPostgresResource, scale_factor: float, extension_dir: Path, passwords: dict[str, str] | None = None
+) -> SeedReport:
+    """Create and load the tables as the superuser ``oltp``, then migrate (``roles.migrate``: ``passwords`` or the
+    roles' variables)."""
     started = time.perf_counter()
     con = duckdb_with_extensions(extension_dir, "tpch", "postgres_scanner")
     con.execute(f"CALL dbgen(sf={float(scale_factor)})")
@@ -53,7 +57,7 @@ def seed_tpch(oltp: OltpPostgresResource, scale_factor: float, extension_dir: Pa
             pg.execute(sql)
         for t in TABLES:
             pg.execute(create_table_sql(t))
-    con.execute(f"ATTACH '{oltp.conninfo()}' AS oltp (TYPE postgres)")
+    oltp.attach(con, "oltp", read_only=False)
     rows: dict[str, int] = {}
     stamp = SEED_TIMESTAMP.isoformat()
     for t in TABLES:
@@ -69,8 +73,8 @@ def seed_tpch(oltp: OltpPostgresResource, scale_factor: float, extension_dir: Pa
         for t in TABLES:
             for sql in constraint_sql(t):
                 pg.execute(sql)
-        for sql in capture_sql():
-            pg.execute(sql)
+    migrate(oltp, passwords)  # change capture, the roles and their grants
+    with oltp.connect(autocommit=True) as pg:
         for t in TABLES:
             pg.execute(f"VACUUM ANALYZE {t.name}")
     return SeedReport(scale_factor, rows, time.perf_counter() - started)
