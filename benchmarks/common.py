@@ -33,10 +33,11 @@ def extension_dir() -> Path:
 
 
 def oltp() -> Any:
+    """The OLTP as its superuser: the benchmarks seed, write and read it."""
     from resources.environments import oltp_resource
     from resources.settings import platform_env
 
-    return oltp_resource(platform_env()).process_config_and_initialize()
+    return oltp_resource(platform_env(), "admin").process_config_and_initialize()
 
 
 def object_store() -> Any:

@@ -23,7 +23,7 @@ def limit(out: Path) -> dict[str, Any]:
     started = time.perf_counter()
     con = duckdb_with_extensions(extension_dir(), "postgres_scanner")
     con.execute("SET threads = 2")
-    con.execute(f"ATTACH '{oltp().conninfo()}' AS oltp (TYPE postgres, READ_ONLY)")
+    oltp().attach(con, "oltp")
     for t in TABLES:
         cols = ", ".join(c.name for c in t.all_columns)
         con.execute(

@@ -14,7 +14,7 @@ from deploy import versions
 from deploy.compose_common import LOGGING, PLATFORM_ROOT, bind_volume, healthcheck, optional, publish, require
 from deploy.object_store_identities import BACKUP_BUCKET, BACKUP_WRITER, COMPUTE_LOGS_PREFIX, IDENTITIES, LOG_READER
 from platform_assets import CODE_LOCATION, CODE_MODULE
-from resources.environments import LAKE_BUCKET, OLTP_DEFAULTS, RESOURCE_SECRETS, S3_REGION
+from resources.environments import LAKE_BUCKET, OLTP_DEFAULTS, OLTP_ROLES, RESOURCE_SECRETS, S3_REGION
 from resources.topology import PRIVATE_NETWORK, service
 
 NODE = "vps_1"
@@ -28,6 +28,8 @@ SPARK_CA_ON_HOST = f"{PLATFORM_ROOT}/secrets/spark-connect-ca.pem"
 SECRET_KEYS = [
     *RESOURCE_SECRETS,
     *(v for identity in IDENTITIES[1:] for v in identity.variables),  # the pipeline's keys are resource secrets
+    "OLTP_PASSWORD",  # the OLTP superuser's: its container and migrations only, never the pipeline's
+    "OLTP_BACKUP_PASSWORD",  # pg_dump's role (platform_backup)
     "DAGSTER_PG_PASSWORD",
     "DAGSTER_UI_DOMAIN",
     "DAGSTER_UI_USER",
@@ -58,6 +60,9 @@ DOCKER_API_ALLOWED = (
     ("POST", r"/containers/[A-Za-z0-9][A-Za-z0-9_.-]*/stop"),  # container.stop(timeout=stop_timeout)
 )
 
+# What the OLTP migration (seed, `platform_assets.cli migrate`) needs beyond the code server's environment: a one-off
+# container of its service with these passed by name from the node's .env (`docker compose run -e NAME`).
+MIGRATION_SECRETS = ("OLTP_PASSWORD", "OLTP_BACKUP_PASSWORD")
 DAGSTER_PG = {"user": "dagster", "db": "dagster"}
 OLTP = OLTP_DEFAULTS
 
@@ -313,11 +318,11 @@ def _postgres_backup() -> dict[str, Any]:
             "BACKUP_KEEP": "14",
             "BACKUP_BUCKET": BACKUP_BUCKET,
             "S3_ENDPOINT_URL": f"http://seaweedfs:{s3.port}",
-            # its own identity: the backups bucket, nothing of the lake
+            # its own identities: the backups bucket, nothing of the lake; pg_read_all_data, no write
             "S3_ACCESS_KEY_ID": require(BACKUP_WRITER.key_var),
             "S3_SECRET_ACCESS_KEY": require(BACKUP_WRITER.secret_var),
-            "OLTP_URL": f"postgresql://{OLTP['user']}@oltp-postgres:5432/{OLTP['db']}",
-            "OLTP_PASSWORD": require("OLTP_PASSWORD"),
+            "OLTP_URL": f"postgresql://{OLTP_ROLES['backup'][0]}@oltp-postgres:5432/{OLTP['db']}",
+            "OLTP_BACKUP_PASSWORD": require("OLTP_BACKUP_PASSWORD"),
             "DAGSTER_PG_URL": f"postgresql://{DAGSTER_PG['user']}@dagster-postgres:5432/{DAGSTER_PG['db']}",
             "DAGSTER_PG_PASSWORD": require("DAGSTER_PG_PASSWORD"),
         },

@@ -4,7 +4,7 @@ python -m platform_assets.cli seed [--sf 0.01]
 python -m platform_assets.cli demo [--sf 0.01] [--day-change-rate 0.01]
 python -m platform_assets.cli run                  # full_lineage over every change day in the OLTP
 python -m platform_assets.cli simulate --days n    # n days of OLTP activity (the sensor picks them up)
-python -m platform_assets.cli install-capture      # add change capture to an existing OLTP database (idempotent)
+python -m platform_assets.cli migrate              # change capture, roles and grants on an existing OLTP (idempotent)
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ def _seed(scale_factor: float) -> None:
     from resources.environments import oltp_resource
     from resources.settings import platform_env
 
-    with oltp_resource(platform_env()).process_config_and_initialize_cm() as oltp:
+    with oltp_resource(platform_env(), "admin").process_config_and_initialize_cm() as oltp:
         report = seed_tpch(oltp, scale_factor, data_dir() / "duckdb_extensions")
     total = sum(report.rows.values())
     print(
@@ -37,19 +37,15 @@ def _seed(scale_factor: float) -> None:
     )
 
 
-def _install_capture() -> int:
-    from platform_assets.oltp.capture import capture_sql
+def _migrate() -> int:
+    """As the superuser (``OLTP_PASSWORD``): the only command that needs it, besides ``seed``."""
+    from platform_assets.oltp.roles import migrate
     from resources.environments import oltp_resource
     from resources.settings import platform_env
 
-    with (
-        oltp_resource(platform_env()).process_config_and_initialize_cm() as oltp,
-        oltp.connect() as conn,
-        conn.transaction(),
-    ):
-        for sql in capture_sql():
-            conn.execute(sql)
-    print(f"change capture installed on {oltp.endpoint}")
+    with oltp_resource(platform_env(), "admin").process_config_and_initialize_cm() as oltp:
+        roles = migrate(oltp)
+    print(f"change capture installed on {oltp.endpoint}; roles {', '.join(roles)} set up")
     return 0
 
 
@@ -58,8 +54,8 @@ def _simulate(days: int, seed: int, change_rate: float) -> int:
     from resources.environments import oltp_resource
     from resources.settings import platform_env
 
-    with oltp_resource(platform_env()).process_config_and_initialize_cm() as oltp:
-        report = simulate(oltp, days, seed, change_rate)
+    with oltp_resource(platform_env(), "app").process_config_and_initialize_cm() as app:
+        report = simulate(app, days, seed, change_rate)
     for d in report.days:
         print(
             f"{d.day}: +{d.new_orders} orders/+{d.new_lineitems} lines, {d.status_changes} fulfilled, "
@@ -167,13 +163,16 @@ def second_day(change_rate: float = 0.01) -> int:
     from platform_assets.automation.oltp_changes import SENSOR, current_cursor
     from platform_assets.definitions import defs
     from platform_assets.oltp.simulate import simulate
+    from resources.environments import oltp_resource
+    from resources.settings import platform_env
 
     definitions = defs()
     stack, oltp = _resources(definitions)
     with stack, dg.DagsterInstance.get() as instance:
         cursor = json.dumps(current_cursor(oltp))  # the sensor's view right after the full load
         automation = dg.evaluate_automation_conditions(defs=definitions, instance=instance).cursor  # its first tick
-        report = simulate(oltp, 1, 42, change_rate).days[0]
+        with oltp_resource(platform_env(), "app").process_config_and_initialize_cm() as app:
+            report = simulate(app, 1, 42, change_rate).days[0]
         print(
             f"\nsimulated {report.day}: +{report.new_orders} orders/+{report.new_lineitems} lines, "
             f"{report.status_changes} fulfilled, {report.corrections} corrections, "
@@ -208,10 +207,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--days", type=int, default=1)
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--change-rate", type=float, default=0.01)
-    sub.add_parser("install-capture", help="add change capture (triggers, tombstones) to an existing OLTP database")
+    for name in ("migrate", "install-capture"):  # install-capture: its name before the roles
+        sub.add_parser(name, help="change capture (triggers, tombstones), the roles and their grants on an existing "
+                       "OLTP database, as its superuser (idempotent)")  # fmt: skip
     args = parser.parse_args(argv)
-    if args.command == "install-capture":
-        return _install_capture()
+    if args.command in ("migrate", "install-capture"):
+        return _migrate()
     if args.command == "simulate":
         return _simulate(args.days, args.seed, args.change_rate)
     if args.command in ("seed", "demo"):

@@ -8,7 +8,7 @@ The asset code is the same everywhere; only these settings differ. Endpoints def
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import Any, Literal
 
 import dagster as dg
 
@@ -32,9 +32,23 @@ from resources.webhook import webhook_resource
 OLTP_DEFAULTS = {"user": "platform", "db": "tpch"}
 LAKE_BUCKET = "lake"
 S3_REGION = "us-east-1"
+# The OLTP's roles, each with only the privileges its consumer needs (platform_assets/oltp/roles.py creates them):
+# role -> (user, the variable holding its password). The pipeline connects as `extract` (read-only: the extract, the
+# change sensor, the checks) and `capture` (repair's re-capture); the superuser `admin` (``OLTP_USER``) only migrates;
+# `app` plays the application (seed's simulator); `backup` is pg_dump's.
+OltpRole = Literal["admin", "extract", "capture", "app", "backup"]
+OLTP_ROLES: dict[str, tuple[str, str]] = {
+    "admin": (OLTP_DEFAULTS["user"], "OLTP_PASSWORD"),
+    "extract": ("platform_extract", "OLTP_EXTRACT_PASSWORD"),
+    "capture": ("platform_capture", "OLTP_CAPTURE_PASSWORD"),
+    "app": ("tpch_app", "OLTP_APP_PASSWORD"),
+    "backup": ("platform_backup", "OLTP_BACKUP_PASSWORD"),
+}
 # The credentials the resources read from the environment (dg.EnvVar); every node and run container needs them.
+# Not the OLTP superuser's (OLTP_PASSWORD): a pipeline secret must not open a shell in the database's container.
 RESOURCE_SECRETS = (
-    "OLTP_PASSWORD",
+    "OLTP_EXTRACT_PASSWORD",
+    "OLTP_CAPTURE_PASSWORD",
     "S3_ACCESS_KEY_ID",
     "S3_SECRET_ACCESS_KEY",
     "SPARK_CONNECT_TOKEN",
@@ -46,15 +60,20 @@ def _env(name: str, default: object) -> str:
     return os.environ.get(name) or str(default)
 
 
-def oltp_resource(env: Environment) -> OltpPostgresResource:
+def oltp_user(role: OltpRole) -> str:
+    return _env("OLTP_USER", OLTP_DEFAULTS["user"]) if role == "admin" else OLTP_ROLES[role][0]
+
+
+def oltp_resource(env: Environment, role: OltpRole = "extract") -> OltpPostgresResource:
+    """The OLTP as ``role`` (see OLTP_ROLES): the pipeline's is ``extract``."""
     svc = service("oltp-postgres")
     local = env == "local"
     return OltpPostgresResource(
         host=_env("OLTP_HOST", "127.0.0.1" if local else svc.host),
         port=int(_env("OLTP_PORT", local_port(svc.name) if local else svc.port)),
         database=_env("OLTP_DB", OLTP_DEFAULTS["db"]),
-        user=_env("OLTP_USER", OLTP_DEFAULTS["user"]),
-        password=dg.EnvVar("OLTP_PASSWORD"),
+        user=oltp_user(role),
+        password=dg.EnvVar(OLTP_ROLES[role][1]),
         node=svc.node,
     )
 
@@ -128,7 +147,8 @@ def resource_defs(env: Environment | None = None) -> dict[str, Any]:
     env = env or platform_env()
     object_store = object_store_resource(env)
     return {
-        "oltp": oltp_resource(env),
+        "oltp": oltp_resource(env),  # read-only
+        "oltp_capture": oltp_resource(env, "capture"),  # repair_warehouse's re-capture, nothing else
         "object_store": object_store,
         "spark": spark_resource(env, object_store),
         "clickhouse": clickhouse_resource(env),

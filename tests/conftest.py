@@ -40,6 +40,11 @@ TEST_ENV = {
     "OLTP_USER": "platform",
     "OLTP_DB": "tpch",
     "OLTP_PASSWORD": secrets.token_urlsafe(12),
+    # the pipeline's: a space, a quote, a backslash and `=` must survive every conninfo and SQL literal it is put in
+    "OLTP_EXTRACT_PASSWORD": "ex tr'act\\pw=" + secrets.token_urlsafe(12),
+    "OLTP_CAPTURE_PASSWORD": secrets.token_urlsafe(12),
+    "OLTP_APP_PASSWORD": secrets.token_urlsafe(12),
+    "OLTP_BACKUP_PASSWORD": secrets.token_urlsafe(12),
     "S3_BUCKET": "lake",
     "S3_ACCESS_KEY_ID": "test" + secrets.token_hex(4),
     "S3_SECRET_ACCESS_KEY": secrets.token_urlsafe(16),
@@ -100,7 +105,11 @@ def resources(stack) -> dict:
 
 @pytest.fixture(scope="session")
 def oltp(resources):
-    with resources["oltp"].process_config_and_initialize_cm() as r:
+    """The OLTP as its superuser: tests seed it, write it behind the platform's back, copy databases. The
+    pipeline's own resources (``resources``) connect as the narrow roles (platform_assets/oltp/roles.py)."""
+    from resources.environments import oltp_resource
+
+    with oltp_resource("local", "admin").process_config_and_initialize_cm() as r:
         yield r
 
 

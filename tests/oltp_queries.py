@@ -33,7 +33,7 @@ def tpch_on_oltp(oltp: OltpPostgresResource, query: int, extension_dir: Path) ->
     """TPC-H query ``query`` over the live OLTP tables, as rows of strings (the shape of a reference answer)."""
     con = duckdb_with_extensions(extension_dir, "tpch", "postgres_scanner")
     try:
-        con.execute(f"ATTACH '{oltp.conninfo()}' AS oltp (TYPE postgres, READ_ONLY)")
+        oltp.attach(con, "oltp")
         con.execute("USE oltp.public")
         rows = con.execute(f"PRAGMA tpch({query})").fetchall()
     finally:

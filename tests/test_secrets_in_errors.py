@@ -7,7 +7,7 @@ from urllib.parse import quote
 
 import pytest
 
-from platform_assets.oltp.seed import attach_postgres, duckdb_with_extensions
+from platform_assets.oltp.seed import duckdb_with_extensions
 from resources.errors import ServiceUnavailableError
 from resources.object_store import ObjectStoreResource
 from resources.oltp_postgres import OltpPostgresResource
@@ -21,7 +21,7 @@ def test_an_unreachable_oltp_attached_to_duckdb_fails_without_its_password(passw
     oltp = OltpPostgresResource(host="127.0.0.1", port=1, database="tpch", user="platform", password=password)
     con = duckdb_with_extensions(TEST_DATA / "duckdb_extensions", "postgres_scanner")
     with pytest.raises(ServiceUnavailableError, match="oltp-postgres on vps_1") as failed:
-        attach_postgres(con, oltp, "oltp")
+        oltp.attach(con, "oltp")
     assert "s3cr3t" not in str(failed.value)
     assert "Connection refused" in str(failed.value)  # the reason itself is kept
 

@@ -44,17 +44,28 @@ def _as_postgres(cmd: list[str]) -> list[str]:
 
 
 # --- .env ------------------------------------------------------------------------------------------
+def _generated(line: str) -> str | None:
+    """``KEY=<random>`` for a secret ``.env.example`` marks ``change-me``; None for any other line."""
+    if "=" in line and not line.lstrip().startswith("#") and line.split("=", 1)[1] == "change-me":
+        return f"{line.split('=', 1)[0]}={secrets.token_urlsafe(18)}"
+    return None
+
+
 def init_env(path: Path = REPO_ROOT / ".env") -> None:
-    """Create ``.env`` from ``.env.example`` with fresh random secrets for the local stack (once)."""
+    """Create ``.env`` from ``.env.example`` with fresh random secrets for the local stack (once); an existing one is
+    kept, and given the secrets added to ``.env.example`` since (e.g. a new OLTP role's password)."""
+    example = (REPO_ROOT / ".env.example").read_text().splitlines()
     if path.exists():
-        _log(f"{path.name} exists, kept")
+        have = {line.split("=", 1)[0].strip() for line in path.read_text().splitlines() if "=" in line}
+        added = [new for line in example if (new := _generated(line)) and new.split("=", 1)[0] not in have]
+        if added:
+            with path.open("a") as f:
+                f.write("".join(f"{line}\n" for line in added))
+            _log(f"{path.name} exists, kept; added {', '.join(a.split('=', 1)[0] for a in added)}")
+        else:
+            _log(f"{path.name} exists, kept")
         return
-    lines = []
-    for line in (REPO_ROOT / ".env.example").read_text().splitlines():
-        if "=" in line and not line.lstrip().startswith("#") and line.split("=", 1)[1] == "change-me":
-            line = f"{line.split('=', 1)[0]}={secrets.token_urlsafe(18)}"
-        lines.append(line)
-    path.write_text("\n".join(lines) + "\n")
+    path.write_text("\n".join(_generated(line) or line for line in example) + "\n")
     path.chmod(0o600)
     _log(f"wrote {path.name} with generated local secrets")
 
@@ -78,7 +89,7 @@ def let_postgres_reach(path: Path) -> None:
 
 
 def postgres_up() -> None:
-    oltp = oltp_resource("local")
+    oltp = oltp_resource("local", "admin")  # the superuser: the cluster's, and the migrations' (roles.py)
     password = require_env("OLTP_PASSWORD")
     root, pgdata = _pg_dir(), _pg_dir() / "data"
     root.mkdir(parents=True, exist_ok=True)

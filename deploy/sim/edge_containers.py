@@ -16,6 +16,7 @@ from typing import Any
 
 import yaml
 
+from deploy.edge_stack import MIGRATION_SECRETS
 from deploy.sim.docker_engine import DockerEngine
 from deploy.sim.gateway import caddyfile
 
@@ -214,7 +215,8 @@ def start_edge(
 
 def seed(edge: ContainerEdge, scale_factor: float) -> None:
     """TPC-H into the OLTP, from a one-off container of the code server's service (as an operator would)."""
-    out = edge.compose("run", "--rm", "--no-deps", "-T", "dagster-code-server", "python", "-m", "platform_assets.cli",
-                       "seed", "--sf", str(scale_factor), timeout=900)  # fmt: skip
+    passed = [arg for name in MIGRATION_SECRETS for arg in ("-e", name)]  # by name: the values come from .env
+    out = edge.compose("run", "--rm", "--no-deps", "-T", *passed, "dagster-code-server", "python", "-m",
+                       "platform_assets.cli", "seed", "--sf", str(scale_factor), timeout=900)  # fmt: skip
     if "seeded TPC-H" not in out.stdout + out.stderr:
         raise RuntimeError(f"seeding failed:\n{out.stderr[-3000:]}")

@@ -32,6 +32,8 @@ CHANGE_TIME_SETTING = "platform.change_time"
 _XID = "pg_current_xact_id()::text::bigint"
 _STAMP = "change_stamp()"
 SNAPSHOT_SQL = "SELECT pg_current_snapshot()::text"
+# the tombstone triggers write as the superuser that installed them: a writer needs no privilege on the tombstones
+_DEFINER = "SECURITY DEFINER SET search_path = public, pg_temp"
 NOTHING_SEEN = "1:1:"  # a snapshot in which no transaction is visible: read everything
 
 
@@ -80,12 +82,12 @@ BEGIN
   NEW.{CHANGE_XID} := {_XID};
   RETURN NEW;
 END $$""",
-        f"""CREATE OR REPLACE FUNCTION record_delete() RETURNS trigger LANGUAGE plpgsql AS $$
+        f"""CREATE OR REPLACE FUNCTION record_delete() RETURNS trigger LANGUAGE plpgsql {_DEFINER} AS $$
 BEGIN
   INSERT INTO {TOMBSTONE_TABLE} (table_name, pk, deleted_at) VALUES (TG_TABLE_NAME, {_pk_json("OLD")}, {_STAMP});
   RETURN NULL;
 END $$""",
-        f"""CREATE OR REPLACE FUNCTION record_truncate() RETURNS trigger LANGUAGE plpgsql AS $$
+        f"""CREATE OR REPLACE FUNCTION record_truncate() RETURNS trigger LANGUAGE plpgsql {_DEFINER} AS $$
 BEGIN
   EXECUTE format('INSERT INTO {TOMBSTONE_TABLE} (table_name, pk, deleted_at) SELECT %L, '
                  '(SELECT jsonb_object_agg(key, value) FROM jsonb_each(to_jsonb(t)) WHERE key = ANY ($1)), '

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from platform_assets.catalog import AUDIT_COLUMN, TABLES, Table, pg_type
-from platform_assets.oltp import capture
+from platform_assets.oltp import capture, recapture
 
 
 def create_table_sql(t: Table) -> str:
@@ -26,4 +26,8 @@ def constraint_sql(t: Table) -> list[str]:
 
 
 def drop_all_sql() -> list[str]:
-    return [*(f"DROP TABLE IF EXISTS {t.name} CASCADE" for t in reversed(TABLES)), *capture.drop_sql()]
+    return [
+        *(f"DROP TABLE IF EXISTS {t.name} CASCADE" for t in reversed(TABLES)),
+        *recapture.drop_sql(),
+        *capture.drop_sql(),
+    ]

@@ -14,7 +14,7 @@ from pathlib import Path
 import duckdb
 
 from platform_assets.catalog import TABLES
-from platform_assets.oltp.capture import capture_sql
+from platform_assets.oltp.roles import migrate
 from platform_assets.oltp.schema import constraint_sql, create_table_sql, drop_all_sql
 from resources.oltp_postgres import OltpPostgresResource
 
@@ -37,27 +37,6 @@ def duckdb_with_extensions(extension_dir: Path, *names: str) -> duckdb.DuckDBPyC
     return con
 
 
-def attach_postgres(con: duckdb.DuckDBPyConnection, oltp: OltpPostgresResource, alias: str, options: str = "") -> None:
-    """ATTACH the OLTP database as ``alias``, its password in a temporary DuckDB secret rather than the connection
-    string: DuckDB's postgres extension quotes that string whole in its errors ("Unable to connect to Postgres at
-    ..."), which would carry the password to the terminal, the UI and the failure webhook."""
-
-    def literal(value: object) -> str:
-        return "'" + str(value).replace("'", "''") + "'"
-
-    con.execute(
-        f"CREATE OR REPLACE TEMPORARY SECRET {alias} (TYPE postgres, HOST {literal(oltp.host)}, PORT {int(oltp.port)}, "
-        f"DATABASE {literal(oltp.database)}, USER {literal(oltp.user)}, PASSWORD {literal(oltp.password)})"
-    )
-    extra = f", {options}" if options else ""
-    try:
-        con.execute(
-            f"ATTACH 'connect_timeout={oltp.connect_timeout_s}' AS {alias} (TYPE postgres, SECRET {alias}{extra})"
-        )
-    except duckdb.Error as exc:
-        raise oltp.unavailable(exc) from None
-
-
 @dataclass
 class SeedReport:
     scale_factor: float
@@ -65,7 +44,11 @@ class SeedReport:
     seconds: float
 
 
-def seed_tpch(oltp: OltpPostgresResource, scale_factor: float, extension_dir: Path) -> SeedReport:
+def seed_tpch(
+    oltp: OltpPostgresResource, scale_factor: float, extension_dir: Path, passwords: dict[str, str] | None = None
+) -> SeedReport:
+    """Create and load the tables as the superuser ``oltp``, then migrate (``roles.migrate``: ``passwords`` or the
+    roles' variables)."""
     started = time.perf_counter()
     con = duckdb_with_extensions(extension_dir, "tpch", "postgres_scanner")
     con.execute(f"CALL dbgen(sf={float(scale_factor)})")
@@ -74,7 +57,7 @@ def seed_tpch(oltp: OltpPostgresResource, scale_factor: float, extension_dir: Pa
             pg.execute(sql)
         for t in TABLES:
             pg.execute(create_table_sql(t))
-    attach_postgres(con, oltp, "oltp")
+    oltp.attach(con, "oltp", read_only=False)
     rows: dict[str, int] = {}
     stamp = SEED_TIMESTAMP.isoformat()
     for t in TABLES:
@@ -90,8 +73,8 @@ def seed_tpch(oltp: OltpPostgresResource, scale_factor: float, extension_dir: Pa
         for t in TABLES:
             for sql in constraint_sql(t):
                 pg.execute(sql)
-        for sql in capture_sql():
-            pg.execute(sql)
+    migrate(oltp, passwords)  # change capture, the roles and their grants
+    with oltp.connect(autocommit=True) as pg:
         for t in TABLES:
             pg.execute(f"VACUUM ANALYZE {t.name}")
     return SeedReport(scale_factor, rows, time.perf_counter() - started)

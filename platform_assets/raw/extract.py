@@ -383,10 +383,10 @@ def extract_days(
     attached = f"oltp_{tag}"  # this extract's own catalog, fresh (DDL since an earlier extract is seen)
     con = _duckdb(extension_dir)
     try:
-        con.execute(f"ATTACH '{oltp.conninfo()}' AS {attached} (TYPE postgres, READ_ONLY)")
-    except Exception as exc:
+        oltp.attach(con, attached)
+    except BaseException:
         con.close()
-        raise oltp.unavailable(exc) from None
+        raise
     result = ExtractResult(0, 0, [], 0.0)
     try:
         with oltp.connect() as pg:

@@ -17,7 +17,8 @@ from platform_assets.automation.oltp_changes import SENSOR, seen
 from platform_assets.catalog import TABLES, TABLES_BY_NAME, Table, pg_type
 from platform_assets.jobs import INCREMENTAL_JOB
 from platform_assets.oltp.capture import TOMBSTONE_TABLE, snapshot_xmin, unseen_sql
-from platform_assets.oltp.keys import held_by_oltp, in_keys, keys_param
+from platform_assets.oltp.keys import held_by_oltp, in_keys
+from platform_assets.oltp.recapture import recapture_keys
 from platform_assets.paths import LANDED_FILES, raw_prefix
 from platform_assets.warehouse.table_diff import MATCHES_OLTP, TableDiff, diff_table
 from resources.clickhouse import ClickHouseResource
@@ -127,24 +128,13 @@ def matches_oltp_check(table: Table) -> dg.AssetChecksDefinition:
     return _matches
 
 
-def recapture(oltp: OltpPostgresResource, table: Table, diff: TableDiff) -> tuple[int, int]:
-    """Capture the differing keys anew: (rows touched, tombstones written). The sensor applies them."""
-    touched = tombstones = 0
-    with oltp.connect() as conn, conn.transaction():
-        present = diff.only_in_oltp + diff.changed
-        if present:  # a no-op update: the capture trigger stamps the rows as changed now
-            cond, params = in_keys(table, present)
-            k0 = table.primary_key[0]
-            touched = conn.execute(f"UPDATE {table.name} SET {k0} = {k0} WHERE {cond}", params).rowcount
-        if diff.only_in_warehouse:  # gone from the OLTP without a trace: record the delete the trigger missed
-            source, params = keys_param(table, diff.only_in_warehouse)
-            pairs = ", ".join(f"'{k}', k.{k}" for k in table.primary_key)
-            tombstones = conn.execute(
-                f"INSERT INTO {TOMBSTONE_TABLE} (table_name, pk, deleted_at) "
-                f"SELECT %(table)s, jsonb_build_object({pairs}), clock_timestamp() FROM {source}",
-                {**params, "table": table.name},
-            ).rowcount
-    return touched, tombstones
+def recapture(capture: OltpPostgresResource, table: Table, diff: TableDiff) -> tuple[int, int]:
+    """Capture the differing keys anew: (rows touched, tombstones written). The sensor applies them.
+
+    Keys the OLTP has are touched (a no-op update the capture trigger stamps now); keys gone from it without a trace
+    get the tombstone the trigger missed. ``capture`` is the role that may only call the functions doing this
+    (``oltp/recapture.py``)."""
+    return recapture_keys(capture, table, diff.only_in_oltp + diff.changed, diff.only_in_warehouse)
 
 
 class RepairConfig(dg.Config):
@@ -153,12 +143,13 @@ class RepairConfig(dg.Config):
 
 @dg.op(description="Compare each table with the OLTP and capture the differing keys anew (the sensor applies them).")
 def repair_tables(context: dg.OpExecutionContext, config: RepairConfig, oltp: OltpPostgresResource,
-                  clickhouse: ClickHouseResource, object_store: ObjectStoreResource) -> dict:  # fmt: skip
+                  oltp_capture: OltpPostgresResource, clickhouse: ClickHouseResource,
+                  object_store: ObjectStoreResource) -> dict:  # fmt: skip
     out = {}
     for name in config.tables:
         table = TABLES_BY_NAME[name]
         diff = diff_table(oltp, clickhouse, table, landed_keys(object_store, clickhouse, oltp, table))
-        touched, tombstones = recapture(oltp, table, diff) if not diff.equal else (0, 0)
+        touched, tombstones = recapture(oltp_capture, table, diff) if not diff.equal else (0, 0)
         context.log.info(f"{name}: {diff.describe()}; re-captured {touched} row(s), {tombstones} tombstone(s)")
         out[name] = {"differing_keys": len(diff.keys), "touched": touched, "tombstones": tombstones}
     context.add_output_metadata({"tables": dg.MetadataValue.json(out)})

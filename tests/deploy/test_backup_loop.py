@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from resources.environments import OLTP_ROLES
 from tests.conftest import REPO
 
 SCRIPT = REPO / "deploy" / "vps_1" / "backup" / "backup.sh"
@@ -57,6 +58,7 @@ def backup_env(seeded, oltp, object_store, tmp_path):
         for o in client.list_objects_v2(Bucket=BUCKET).get("Contents", []):
             client.delete_object(Bucket=BUCKET, Key=o["Key"])
     url = f"postgresql://{oltp.user}@{oltp.host}:{oltp.port}/{oltp.database}"
+    backup_user, password_var = OLTP_ROLES["backup"]  # the OLTP is dumped by its backup role, as on vps_1
     env = {
         **os.environ,
         "PATH": f"{bin_dir}:/usr/lib/postgresql/15/bin:{os.environ['PATH']}",
@@ -68,8 +70,8 @@ def backup_env(seeded, oltp, object_store, tmp_path):
         "BACKUP_INTERVAL_SECONDS": "3600",
         "BACKUP_STAMP_FILE": str(tmp_path / "last-success"),
         "BACKUP_ONCE": "1",
-        "OLTP_URL": url,
-        "OLTP_PASSWORD": oltp.password,
+        "OLTP_URL": f"postgresql://{backup_user}@{oltp.host}:{oltp.port}/{oltp.database}",
+        "OLTP_BACKUP_PASSWORD": os.environ[password_var],
         "DAGSTER_PG_URL": url,  # the test stack has one PostgreSQL: both dumps read it
         "DAGSTER_PG_PASSWORD": oltp.password,
     }

@@ -120,3 +120,18 @@ def test_vpn_is_a_split_tunnel_to_the_vpc():
     assert f'push "route {PRIVATE_NETWORK.network_address} {PRIVATE_NETWORK.netmask}"' in conf
     assert "redirect-gateway" not in conf
     assert edge_stack.VPN_SUBNET.overlaps(edge_stack.NETWORK_SUBNET) is False
+
+
+def test_only_the_oltp_and_its_migration_hold_the_superusers_password():
+    """The pipeline's containers connected as the OLTP's superuser: a leaked password was a shell in its container
+    (``COPY … TO PROGRAM``). They get the read-only and re-capture roles' passwords; the backups dump as theirs."""
+    services = compose("vps_1")["services"]
+    holders = {name for name, svc in services.items() if "OLTP_PASSWORD" in str(svc.get("environment", {}))}
+    assert holders == {"oltp-postgres"}
+    for name in ("dagster-code-server", "dagster-daemon", "dagster-webserver"):
+        assert {"OLTP_EXTRACT_PASSWORD", "OLTP_CAPTURE_PASSWORD"} <= set(services[name]["environment"]), name
+    forwarded = edge_stack.dagster_instance()["run_launcher"]["config"]["env_vars"]
+    assert "OLTP_PASSWORD" not in forwarded and "OLTP_EXTRACT_PASSWORD" in forwarded
+    backup = services["postgres-backup"]["environment"]
+    assert backup["OLTP_URL"].startswith("postgresql://platform_backup@") and "OLTP_BACKUP_PASSWORD" in backup
+    assert set(edge_stack.MIGRATION_SECRETS) <= set(edge_stack.SECRET_KEYS)

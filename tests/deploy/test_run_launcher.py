@@ -53,7 +53,9 @@ def test_run_launcher_loads_from_the_generated_instance():
 def test_every_variable_a_prod_run_reads_reaches_its_container(monkeypatch):
     monkeypatch.setenv("PLATFORM_ENV", "prod")
     needed = set().union(*(_env_vars_read(r) for r in resource_defs("prod").values()))
-    assert {"OLTP_PASSWORD", "S3_ACCESS_KEY_ID", "SPARK_CONNECT_TOKEN", "CLICKHOUSE_PASSWORD"} <= needed
+    assert {"OLTP_EXTRACT_PASSWORD", "OLTP_CAPTURE_PASSWORD", "S3_ACCESS_KEY_ID", "SPARK_CONNECT_TOKEN",
+            "CLICKHOUSE_PASSWORD"} <= needed  # fmt: skip
+    assert "OLTP_PASSWORD" not in needed  # the superuser migrates; a run never connects as it
     instance_vars = set(re.findall(r"env: (\w+)", INSTANCE.read_text()))  # the run's instance reads these too
     compute_logs = set(edge_stack.COMPUTE_LOG_CREDENTIALS)  # boto3's, for S3ComputeLogManager in the run
     forwarded = set(_launcher().env_vars)

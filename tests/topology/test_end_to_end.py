@@ -43,7 +43,7 @@ from deploy.sim.edge_containers import DAGSTER_SERVICES, ContainerEdge, operator
 from deploy.sim.netns import Lab, host_routes_overlapping, wait_for
 from deploy.sim.operator import UI_DOMAIN
 from platform_assets.marts.queries import TPCH
-from resources.environments import RESOURCE_SECRETS
+from resources.environments import OLTP_ROLES, RESOURCE_SECRETS
 from resources.topology import PRIVATE_NETWORK, SERVICES, service
 from tests.conftest import REPO, SCALE_FACTOR, TEST_DATA
 from tests.tpch_reference import mismatches, reference_answer
@@ -629,7 +629,7 @@ keys = sorted(f"{b['Name']}/{o['Key']}" for b in client.list_buckets()["Buckets"
               for o in page.get("Contents", []))
 oltp = service("oltp-postgres")
 with psycopg.connect(host=oltp.host, port=oltp.port, user=sys.argv[1], dbname=sys.argv[2],
-                     password=os.environ["OLTP_PASSWORD"]) as conn:
+                     password=os.environ["OLTP_EXTRACT_PASSWORD"]) as conn:
     counts = {t.name: conn.execute(f"SELECT count(*) FROM {t.name}").fetchone()[0] for t in TABLES}
 print(json.dumps({"objects": keys, "oltp": counts}))
 """
@@ -641,14 +641,14 @@ def test_stopping_and_starting_the_stack_keeps_the_oltp_the_lake_and_dagsters_hi
     """``docker compose down`` (containers and network removed) then ``up --wait``: the named volumes on the block
     volumes' folders keep the OLTP, the lake and Dagster's run history."""
     p = agent
-    before = p.in_image(STATE, OLTP["user"], OLTP["db"])
+    before = p.in_image(STATE, OLTP_ROLES["extract"][0], OLTP["db"])
     code, runs, err = p.platform("status", "--limit", "50", timeout=120)
     assert code == 0, err
     history = {r["run_id"]: r["status"] for r in json.loads(runs)["runs"]}
     p.edge.compose("down", timeout=300)
     assert p.edge.containers() == {}
     p.edge.up(timeout=600)
-    after = p.in_image(STATE, OLTP["user"], OLTP["db"])
+    after = p.in_image(STATE, OLTP_ROLES["extract"][0], OLTP["db"])
     assert after["oltp"] == before["oltp"] and min(before["oltp"].values()) > 0, (before, after)
     assert set(before["objects"]) <= set(after["objects"]), "objects lost"  # the sensors may add some meanwhile
     code, runs, err = p.platform("status", "--limit", "100", timeout=120)

@@ -36,7 +36,7 @@ dump() {  # name url password: succeeds only when pg_dump and the upload both di
 
 round() {
   s3 ls "s3://$BACKUP_BUCKET" >/dev/null 2>&1 || s3 mb "s3://$BACKUP_BUCKET" || return 1
-  dump oltp "$OLTP_URL" "$OLTP_PASSWORD" || return 1
+  dump oltp "$OLTP_URL" "$OLTP_BACKUP_PASSWORD" || return 1  # platform_backup: pg_read_all_data
   dump dagster "$DAGSTER_PG_URL" "$DAGSTER_PG_PASSWORD" || return 1
   date +%s > "$stamp_file"
 }
