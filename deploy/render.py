@@ -94,6 +94,7 @@ def files() -> dict[str, str]:
         "vps_1/openvpn/server.conf": edge_stack.openvpn_server_conf(),
         "vps_1/seaweedfs/start.sh": object_store_identities.start_script(),
         "vps_1/docker-api/nginx.conf": edge_stack.docker_api_conf(),
+        "vps_1/oltp-postgres/roles.sh": edge_stack.oltp_roles_script(),
         "vps_3/compose.yaml": to_yaml(warehouse_stack.compose()),
         "vps_3/clickhouse/users.d/platform.xml": clickhouse_config.users_config(warehouse_stack.allowed_networks()),
         "vps_3/clickhouse/keeper/keeper_config.xml": clickhouse_config.keeper_config(),

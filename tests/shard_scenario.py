@@ -34,6 +34,7 @@ from platform_assets.warehouse.checks import warehouse_asset_checks
 from platform_assets.warehouse.divergence import checks as divergence_checks
 from platform_assets.warehouse.models import MODEL_SQL, model_local, stored_fingerprint
 from platform_assets.warehouse.sharding import DATABASE
+from resources.environments import oltp_resource
 
 CHECKS_JOB = "every_check"
 # check metadata that depends on the wall clock or on background merges, not on what queries see
@@ -114,8 +115,9 @@ def run() -> dict:
         verdicts = check_verdicts("full load", full)
 
         cursor = json.dumps(current_cursor(oltp))
-        days = simulate(oltp, 2, seed=5, change_rate=0.05).days
-        change_reference_data(oltp, days[-1].day)
+        with oltp_resource("local", "app").process_config_and_initialize_cm() as app:  # the application writes
+            days = simulate(app, 2, seed=5, change_rate=0.05).days
+            change_reference_data(app, days[-1].day)
         requests, _ = evaluate_sensor(definitions, SENSOR, instance, cursor)
         changes = execute_requests(definitions, instance, requests)
         verdicts += [v for r in changes.results for v in check_verdicts("changes", r)]

@@ -1,5 +1,6 @@
 #!/bin/sh
-# STAND-IN: the official image's entrypoint, the part the compose file relies on.
+# STAND-IN: the official image's entrypoint, the part the compose file relies on (initdb, the database, the
+# /docker-entrypoint-initdb.d scripts on a new cluster).
 set -eu
 if [ "${1:-}" = postgres ] || [ "${1#-}" != "${1:-}" ]; then
   [ "${1:-}" = postgres ] || set -- postgres "$@"
@@ -17,11 +18,15 @@ if [ "${1:-}" = postgres ] || [ "${1#-}" != "${1:-}" ]; then
     printf 'host all all all scram-sha-256\n' >> "$PGDATA/pg_hba.conf"
     printf "listen_addresses = '*'\n" >> "$PGDATA/postgresql.conf"
     db=${POSTGRES_DB:-$user}
-    if [ "$db" != postgres ]; then
-      pg_ctl -D "$PGDATA" -o "-c listen_addresses=''" -w start >/dev/null
-      createdb --username="$user" "$db"
-      pg_ctl -D "$PGDATA" -m fast -w stop >/dev/null
-    fi
+    pg_ctl -D "$PGDATA" -o "-c listen_addresses=''" -w start >/dev/null
+    [ "$db" = postgres ] || createdb --username="$user" "$db"
+    # as the official image: each /docker-entrypoint-initdb.d/*.sh once, on the new cluster, local socket only
+    for f in /docker-entrypoint-initdb.d/*.sh; do
+      [ -e "$f" ] || continue
+      echo "running $f"
+      POSTGRES_USER=$user POSTGRES_DB=$db sh "$f"
+    done
+    pg_ctl -D "$PGDATA" -m fast -w stop >/dev/null
   fi
 fi
 exec "$@"
