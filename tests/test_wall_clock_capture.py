@@ -334,9 +334,22 @@ def test_postgres_and_seaweedfs_restarting_during_a_run_are_retried_and_lose_not
 
 
 RUN_TODAY = """
-import sys
+import os, sys, time
 import dagster as dg
 from platform_assets.definitions import defs
+from platform_assets.raw import assets as raw_assets
+from platform_assets.warehouse import assets as warehouse_assets
+# HOLD_STEP: the lineitem extract (raw) or load (warehouse) waits before its engine work, so a kill sent once the
+# step has started lands inside it (a small day's load can finish between two polls of the killer)
+hold = {"raw__lineitem": (raw_assets, "extract_days"), "warehouse__lineitem": (warehouse_assets, "load_days")}
+if os.environ.get("HOLD_STEP") in hold:
+    module, name = hold[os.environ["HOLD_STEP"]]
+    real = getattr(module, name)
+    def held(*args, **kwargs):
+        if args[2].name == "lineitem":
+            time.sleep(10)
+        return real(*args, **kwargs)
+    setattr(module, name, held)
 from platform_assets.jobs import INCREMENTAL_JOB
 keys = [dg.AssetKey([layer, t]) for t in sys.argv[2].split(",") for layer in ("raw", "curated", "warehouse")]
 # the checks each step runs itself; not those that compare the whole warehouse, which holds just this one day
@@ -380,7 +393,8 @@ def test_a_run_killed_in_the_extract_or_the_load_is_rerun_to_the_same_warehouse(
     for step in ("raw__lineitem", "warehouse__lineitem"):
         log = tmp_path / f"{step}.log"
         with open(log, "wb") as out:
-            proc = subprocess.Popen(args, env=env, cwd=tmp_path, stdout=out, stderr=subprocess.STDOUT)
+            proc = subprocess.Popen(args, env={**env, "HOLD_STEP": step}, cwd=tmp_path, stdout=out,
+                                    stderr=subprocess.STDOUT)  # fmt: skip
         started = None
         deadline = time.monotonic() + 300
         while started is None and proc.poll() is None and time.monotonic() < deadline:

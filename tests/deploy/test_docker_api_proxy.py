@@ -15,6 +15,7 @@ import shutil
 import socket
 import socketserver
 import subprocess
+import tempfile
 import threading
 import time
 from http.server import BaseHTTPRequestHandler
@@ -78,7 +79,8 @@ def _free_port() -> int:
 @pytest.fixture
 def proxy(tmp_path: Path):
     """(the proxy's URL, the requests that reached the engine)."""
-    sock = tmp_path / "docker.sock"
+    short = Path(tempfile.mkdtemp(prefix="docker-api-"))  # a Unix socket's path holds 107 bytes: tmp_path may not
+    sock = short / "docker.sock"
     engine = _Engine(str(sock), _Handler)
     engine.seen = []
     threading.Thread(target=engine.serve_forever, daemon=True).start()
@@ -105,6 +107,7 @@ def proxy(tmp_path: Path):
         proc.wait(10)
         engine.shutdown()
         engine.server_close()
+        shutil.rmtree(short, ignore_errors=True)
 
 
 def test_the_webserver_can_stop_a_run_container_through_it(proxy):
