@@ -79,7 +79,7 @@ def _free_port() -> int:
 @pytest.fixture
 def proxy(tmp_path: Path):
     """(the proxy's URL, the requests that reached the engine)."""
-    short = Path(tempfile.mkdtemp(prefix="docker-api-"))  # a Unix socket's path holds 107 bytes: tmp_path may not
+    short = Path(tempfile.mkdtemp(prefix="docker-api-", dir="/tmp"))  # a socket path holds 107 bytes: tmp_path may not
     sock = short / "docker.sock"
     engine = _Engine(str(sock), _Handler)
     engine.seen = []
@@ -87,9 +87,9 @@ def proxy(tmp_path: Path):
     port = _free_port()
     conf = edge_stack.docker_api_conf()
     assert f"unix:{edge_stack.DOCKER_SOCKET}:" in conf
+    conf = conf.replace("/tmp/", f"{tmp_path}/")  # nginx's pid and temp files; before the socket goes in
     conf = conf.replace(f"unix:{edge_stack.DOCKER_SOCKET}:", f"unix:{sock}:")
     conf = conf.replace(f"listen {edge_stack.DOCKER_API_PORT};", f"listen 127.0.0.1:{port};")
-    conf = conf.replace("/tmp/", f"{tmp_path}/")
     (tmp_path / "nginx.conf").write_text(conf)
     proc = subprocess.Popen([NGINX, "-p", str(tmp_path), "-c", str(tmp_path / "nginx.conf")], stderr=subprocess.PIPE)
     try:
