@@ -36,6 +36,11 @@ TEST_ENV = {
     "LOCAL_PORT_OBJECT_STORE_MASTER": str(PORT_BASE + 334),
     "LOCAL_PORT_OBJECT_STORE_VOLUME": str(PORT_BASE + 335),
     "LOCAL_PORT_OBJECT_STORE_FILER": str(PORT_BASE + 336),
+    # weed's gRPC ports inside the block too: its default (port + 10000) lands in the ephemeral range
+    "LOCAL_PORT_OBJECT_STORE_S3_GRPC": str(PORT_BASE + 337),
+    "LOCAL_PORT_OBJECT_STORE_MASTER_GRPC": str(PORT_BASE + 338),
+    "LOCAL_PORT_OBJECT_STORE_VOLUME_GRPC": str(PORT_BASE + 339),
+    "LOCAL_PORT_OBJECT_STORE_FILER_GRPC": str(PORT_BASE + 340),
     "LOCAL_PORT_SPARK_CONNECT": str(PORT_BASE + 2),
     "OLTP_USER": "platform",
     "OLTP_DB": "tpch",

@@ -1,11 +1,15 @@
 """The topology is declared once; the prod resources and the exposure rules derive from it."""
 
+import os
 from ipaddress import IPv4Address
+from pathlib import Path
 
 import pytest
 
+from deploy.local.stack import WEED_SERVERS, weed_grpc_port
 from resources import topology
 from resources.environments import resource_defs
+from resources.settings import local_port
 from tests.conftest import PORT_BASE
 
 
@@ -69,3 +73,25 @@ def test_spark_master_selects_a_session_in_the_run_s_process(monkeypatch):
     assert spark.remote is None and spark.master == "local[3]" and spark.s3a_jars_dir
     monkeypatch.setenv("SPARK_REMOTE", "sc://spark.example.invalid:15002")  # an explicit server wins
     assert resource_defs("local")["spark"].remote == "sc://spark.example.invalid:15002"
+
+
+def _ephemeral_range() -> range:
+    low, high = map(int, Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split())
+    return range(low, high + 1)
+
+
+def test_the_local_stacks_listen_outside_the_ephemeral_port_range(monkeypatch):
+    """A listener restarted on a port the kernel also hands out as a source port can find it taken ("address already
+    in use": the test stack's SeaweedFS once did, its gRPC ports being port + 10000 = 35333-35336)."""
+    ephemeral = _ephemeral_range()
+    ports = {n: int(v) for n, v in os.environ.items() if n.startswith("LOCAL_PORT_") and not n.endswith("_GRPC")}
+    ports |= {f"{svc} gRPC": weed_grpc_port(svc) for _, svc in WEED_SERVERS}
+    assert len(ports) >= 9
+    assert [f"{name}={port}" for name, port in ports.items() if port in ephemeral] == []
+    assert len(set(ports.values())) == len(ports), ports  # and no two share one
+    for name in [n for n in os.environ if n.startswith("LOCAL_PORT_")]:  # the defaults of `make up` and `make demo`
+        monkeypatch.delenv(name)
+    defaults = [local_port(s.name) for s in topology.SERVICES.values() if s.local_port] + [
+        weed_grpc_port(svc) for _, svc in WEED_SERVERS
+    ]
+    assert [p for p in defaults if p in ephemeral] == []

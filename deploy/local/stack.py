@@ -143,6 +143,20 @@ def _weed_dir() -> Path:
     return data_dir() / "seaweedfs"
 
 
+# weed's servers and the topology's service for each; every one also listens for gRPC
+WEED_SERVERS = (("master", "object-store-master"), ("volume", "object-store-volume"),
+                ("filer", "object-store-filer"), ("s3", "object-store-s3"))  # fmt: skip
+
+
+def weed_grpc_port(service_name: str) -> int:
+    """The gRPC port of one of weed's servers: ``LOCAL_PORT_<SERVICE>_GRPC``, else weed's own rule (port + 10000).
+
+    Set it where port + 10000 falls in the kernel's ephemeral range (32768-60999): an outgoing connection may hold
+    the port as its source when SeaweedFS restarts, and weed then fails with "address already in use"."""
+    env_name = "LOCAL_PORT_" + service_name.upper().replace("-", "_") + "_GRPC"
+    return int(os.environ.get(env_name) or local_port(service_name) + 10000)
+
+
 def _weed_pid() -> int | None:
     pidfile = _weed_dir() / "weed.pid"
     if not pidfile.exists():
@@ -186,6 +200,7 @@ def seaweedfs_up() -> None:
             f"-volume.port={local_port('object-store-volume')}", "-volume.max=200",
             "-filer", f"-filer.port={local_port('object-store-filer')}",
             "-s3", f"-s3.port={s3_port}", f"-s3.config={config}", "-s3.port.iceberg=0", "-s3.port.lance=0",
+            *(f"-{kind}.port.grpc={weed_grpc_port(svc)}" for kind, svc in WEED_SERVERS),
             f"-filer.localSocket={root / 'filer.sock'}", f"-s3.localSocket={root / 's3.sock'}",
             "-master.telemetry=false",
         ]  # fmt: skip
@@ -223,10 +238,9 @@ def seaweedfs_down() -> None:
     else:  # SeaweedFS can take ~30 s to drain on SIGTERM; nothing needs flushing after that long
         os.killpg(pid, signal.SIGKILL)
     (_weed_dir() / "weed.pid").unlink(missing_ok=True)
-    # SeaweedFS puts its gRPC sockets in /tmp whatever TMPDIR says; remove ours (gRPC port = port + 10000)
-    for kind, svc in (("master", "object-store-master"), ("volume", "object-store-volume"),
-                      ("filer", "object-store-filer"), ("s3", "object-store-s3")):  # fmt: skip
-        Path(f"/tmp/seaweedfs-{kind}-grpc-{local_port(svc) + 10000}.sock").unlink(missing_ok=True)
+    # SeaweedFS puts its gRPC sockets in /tmp whatever TMPDIR says; remove ours
+    for kind, svc in WEED_SERVERS:
+        Path(f"/tmp/seaweedfs-{kind}-grpc-{weed_grpc_port(svc)}.sock").unlink(missing_ok=True)
     _log("SeaweedFS stopped")
 
 
