@@ -20,7 +20,7 @@ import sys
 import time
 from datetime import UTC, datetime
 
-from benchmarks import deployed, report
+from benchmarks import against, deployed, report
 from benchmarks.common import bench_dir, load_environment, oltp, scratch_dir
 from benchmarks.measure import Measured, run_task
 from benchmarks.ours import LAYERS
@@ -89,9 +89,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--wall-clock", type=int, default=2, help="wall-clock rounds through the deployment (2)")
     parser.add_argument("--skip-deployed", action="store_true", help="leave out the deployed path (daemon, processes)")
     parser.add_argument("--only-deployed", action="store_true", help="seed if needed, then only the deployed path")
+    parser.add_argument(
+        "--against",
+        metavar="COMMIT",
+        help="the deployed path of COMMIT and of the working tree side by side, alternating, with ratios",
+    )
+    parser.add_argument("--rounds", type=int, default=2, help="with --against: benches of each tree (default 2)")
     args = parser.parse_args(argv)
     load_environment()
     sf = args.sf
+    if args.against:
+        forwarded = ["--sf", f"{sf:g}", "--days", str(args.days), "--wall-clock", str(args.wall_clock)]
+        if args.change_rate != 0.01:
+            forwarded += ["--change-rate", str(args.change_rate)]
+        return against.main(args.against, args.rounds, forwarded)
     started = time.perf_counter()
     _log(f"SF={sf:g}, data folder {bench_dir().parent}, {os.cpu_count()} cores")
     if args.only_deployed:

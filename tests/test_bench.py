@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 from benchmarks import report
 from benchmarks.measure import Measured, tree_rss
@@ -148,3 +149,39 @@ def test_the_deployed_path_table_reports_p50_and_max_per_kind_of_round() -> None
     assert "| simulated day (p50 / max) | 3 | 2,000 | 10.0 / 30.0 | 11.0 / 31.0 |" in table
     assert "| full load | 1 | 2,000 | 3.0 | 4.0 | 5.0 | 23.0 | 20.0 |" in table
     assert "in-process" in table and "12.5 s" in table
+
+
+def _deployed(day_s: float, startup_s: float) -> dict:
+    summary = {"simulated day": {"tick_to_marts_s_p50": day_s, "tick_to_marts_s_max": day_s + 1},
+               "full load": {"tick_to_marts_s_p50": 10 * day_s},
+               "run_startup_s": {"p50": startup_s, "max": startup_s + 0.5}}  # fmt: skip
+    return {"deployed": {"summary": summary}}
+
+
+def test_side_by_side_alternates_and_reports_medians_and_ratios() -> None:
+    from benchmarks import against
+
+    assert against.order(3) == [0, 1, 1, 0, 0, 1]  # each tree starts half the rounds
+    base = against.Tree("abc123", Path("/x"), sys.executable, [_deployed(20, 4), _deployed(22, 4), _deployed(30, 5)])
+    work = against.Tree("working tree", Path("/y"), sys.executable, [_deployed(10, 2), _deployed(11, 2)])
+    text = against.table(base, work)
+    rows = {line.split(" | ")[0].lstrip("| "): line.split(" | ")[1:] for line in text.splitlines()[2:]}
+    assert rows["simulated day, tick → marts p50 (s)"] == ["22.0", "10.5", "0.48 |"]
+    assert rows["full load, tick → marts (s)"] == ["220.0", "105.0", "0.48 |"]
+    assert rows["run start-up, launch → first step max (s)"] == ["4.5", "2.5", "0.56 |"]
+    assert rows["wall-clock round, tick → marts p50 (s)"] == ["n/a", "n/a", "n/a |"]  # no such round: not invented
+
+
+def test_the_commit_to_compare_is_checked_out_beside_the_working_tree() -> None:
+    from benchmarks import against
+    from resources.settings import REPO_ROOT
+
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True, check=True)
+    tree = against.checkout("HEAD")
+    try:
+        assert tree.label == head.stdout.strip()[:12] and tree.path != REPO_ROOT
+        shown = subprocess.run(["git", "rev-parse", "HEAD"], cwd=tree.path, capture_output=True, text=True)
+        assert shown.stdout == head.stdout and (tree.path / "benchmarks" / "run.py").is_file()
+        assert tree.python == sys.executable  # same requirements.lock: this interpreter, PYTHONPATH on its tree
+    finally:
+        subprocess.run(["git", "worktree", "remove", "--force", str(tree.path)], cwd=REPO_ROOT, check=True)
