@@ -46,7 +46,7 @@ def summarize(results, instance) -> dict[str, Any]:
             assets[mat.asset_key.to_user_string()] = {
                 "step": f"{result.run_id}:{event.step_key}",
                 "seconds": float(md.get("seconds", 0.0)),
-                "rows": int(md.get("dagster/row_count", 0)),
+                "rows": int(md.get("rows_written", md.get("dagster/row_count", 0))),  # a model: what it wrote
                 "bytes": int(md.get("bytes", 0)),
                 "check_seconds": float(md.get(CHECK_SECONDS, 0.0)),  # checks the asset's step ran itself
             }
@@ -82,14 +82,16 @@ def run_layer(layer: str | None, worker_started: float) -> dict[str, Any]:
 
     from benchmarks.common import oltp
     from platform_assets.definitions import defs
-    from platform_assets.jobs import changed_days, range_tags
+    from platform_assets.jobs import full_load_tags
+    from platform_assets.partitions import RANGE_END_TAG, RANGE_START_TAG
 
     definitions = defs()
     job = _job(definitions, layer)
-    first, last = changed_days(oltp())
-    tags = range_tags(first, last) if job.partitions_def is not None else {}  # marts alone: unpartitioned
     defs_loaded = time.perf_counter()
     with dg.DagsterInstance.get() as instance:
+        tags = full_load_tags(instance, oltp())
+        first, last = tags[RANGE_START_TAG], tags[RANGE_END_TAG]
+        tags = tags if job.partitions_def is not None else {}  # marts alone: unpartitioned
         result = job.execute_in_process(instance=instance, tags=tags, raise_on_error=True)
         run_done = time.perf_counter()
         summary = summarize([result], instance)

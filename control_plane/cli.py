@@ -2,7 +2,7 @@
 
     platform describe                          topology, table catalog, asset graph (JSON)
     platform materialize raw/region            launch a run, stream progress, exit 1 with the failing step's error
-    platform materialize job:full_lineage --from 1992-01-01 --to 1998-08-02   a whole job over a range of days
+    platform materialize job:full_lineage --from 1998-08-03 --to 1998-08-05   a whole job over a range of days
     platform status [RUN_ID]                   a run (or the latest runs) as JSON
     platform checks raw/region                 asset-check results, exit 1 if one failed
     platform lineage marts/tpch_q10_returned_items.revenue --upstream   the columns it is computed from, to the OLTP

@@ -13,6 +13,7 @@ from control_plane.client import ControlPlaneError, GraphQLClient
 
 IMPLICIT_ASSET_JOB = "__ASSET_JOB"
 TERMINAL = {"SUCCESS", "FAILURE", "CANCELED"}
+RANGE_TAGS = ("dagster/asset_partition_range_start", "dagster/asset_partition_range_end")
 NODE_TAG = "platform/node"
 
 
@@ -136,7 +137,27 @@ def partition_tags(nodes: list[dict[str, Any]], partition: str | None, start: st
         return {"dagster/partition": partition}
     if start is None or end is None:
         raise ControlPlaneError("--from and --to go together")
-    return {"dagster/asset_partition_range_start": start, "dagster/asset_partition_range_end": end}
+    return dict(zip(RANGE_TAGS, (start, end), strict=True))
+
+
+def add_partitions(client: GraphQLClient, nodes: list[dict[str, Any]], run_tags: dict[str, str]) -> None:
+    """A day asked for that is not a partition yet becomes one (dynamic partitions exist once added), as the
+    sensors add the days they find; one already there stays as it is."""
+    keys = [run_tags[t] for t in ("dagster/partition", *RANGE_TAGS) if t in run_tags]
+    names = {
+        d["dynamicPartitionsDefinitionName"]
+        for n in nodes
+        for d in (n.get("partitionDefinition") or {}).get("dimensionTypes", [])
+        if d.get("dynamicPartitionsDefinitionName")
+    }
+    for name in sorted(names):
+        repo = nodes[0]["repository"]
+        selector = {"repositoryLocationName": repo["location"]["name"], "repositoryName": repo["name"]}
+        for key in sorted(set(keys)):
+            variables = {"repositorySelector": selector, "partitionsDefName": name, "partitionKey": key}
+            result = client.query(queries.ADD_DYNAMIC_PARTITION, variables)["addDynamicPartition"]
+            if result["__typename"] not in ("AddDynamicPartitionSuccess", "DuplicateDynamicPartitionError"):
+                raise ControlPlaneError(f"partition {key!r} of {name} could not be added: {result.get('message')}")
 
 
 def launch(client: GraphQLClient, selection: list[str], tags: dict[str, str] | None = None, **partitions) -> str:
@@ -153,6 +174,7 @@ def launch(client: GraphQLClient, selection: list[str], tags: dict[str, str] | N
     else:
         nodes = resolve_selection(all_nodes, selection)
         run_tags = partition_tags(nodes, **partitions)
+    add_partitions(client, nodes, run_tags)
     run_tags |= {"platform/launched_by": "control_plane", **(tags or {})}
     jobs = {whole_job} if whole_job else set.intersection(*(set(n["jobNames"]) for n in nodes))
     if not jobs:

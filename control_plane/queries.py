@@ -10,7 +10,7 @@ query AssetNodes {
     jobNames
     isMaterializable
     isPartitioned
-    partitionDefinition { type description }
+    partitionDefinition { type description dimensionTypes { dynamicPartitionsDefinitionName } }
     dependencyKeys { path }
     tags { key value }
     repository { name location { name } }
@@ -28,6 +28,17 @@ mutation Launch($params: ExecutionParams!) {
     ... on PythonError { message }
     ... on Error { message }
     ... on RunConfigValidationInvalid { errors { message } }
+  }
+}
+"""
+
+ADD_DYNAMIC_PARTITION = """
+mutation AddPartition($repositorySelector: RepositorySelector!, $partitionsDefName: String!, $partitionKey: String!) {
+  addDynamicPartition(
+    repositorySelector: $repositorySelector, partitionsDefName: $partitionsDefName, partitionKey: $partitionKey
+  ) {
+    __typename
+    ... on Error { message }
   }
 }
 """

@@ -132,20 +132,19 @@ def run_lineage() -> int:
     import dagster as dg
 
     from platform_assets.definitions import LINEAGE_JOB, defs
-    from platform_assets.jobs import changed_days, range_tags
+    from platform_assets.jobs import full_load_tags
+    from platform_assets.partitions import RANGE_END_TAG, RANGE_START_TAG
     from platform_assets.progress import with_progress
 
     definitions = defs()
     stack, oltp = _resources(definitions)
-    with stack:
-        first, last = changed_days(oltp)
-    started = time.perf_counter()
-    job, run_config = with_progress(definitions.resolve_job_def(LINEAGE_JOB))
-    print(f"running {LINEAGE_JOB} over the change days {first}..{last}: each asset as it is materialized")
-    with dg.DagsterInstance.get() as instance:
-        result = job.execute_in_process(
-            instance=instance, tags=range_tags(first, last), run_config=run_config, raise_on_error=False
-        )
+    with stack, dg.DagsterInstance.get() as instance:
+        tags = full_load_tags(instance, oltp)
+        first, last = tags[RANGE_START_TAG], tags[RANGE_END_TAG]
+        started = time.perf_counter()
+        job, run_config = with_progress(definitions.resolve_job_def(LINEAGE_JOB))
+        print(f"running {LINEAGE_JOB} over the change days {first}..{last}: each asset as it is materialized")
+        result = job.execute_in_process(instance=instance, tags=tags, run_config=run_config, raise_on_error=False)
     wall = time.perf_counter() - started
     from platform_assets.automation.local_runs import Applied
 

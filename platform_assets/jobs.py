@@ -9,7 +9,15 @@ import dagster as dg
 
 from platform_assets.catalog import AUDIT_COLUMN, MODELS, TABLES
 from platform_assets.oltp.capture import TOMBSTONE_TABLE
-from platform_assets.partitions import RANGE_END_TAG, RANGE_START_TAG
+from platform_assets.partitions import (
+    CHANGE_DAYS,
+    FIRST_DAY,
+    RANGE_END_TAG,
+    RANGE_START_TAG,
+    add_days,
+    last_day,
+    ordered_runs,
+)
 from platform_assets.warehouse.models import CONSISTENT
 from platform_assets.warehouse.table_diff import MATCHES_OLTP
 from resources.oltp_postgres import OltpPostgresResource
@@ -56,15 +64,40 @@ def range_tags(start: date | str, end: date | str) -> dict[str, str]:
     return {RANGE_START_TAG: str(start), RANGE_END_TAG: str(end)}
 
 
-def changed_days(oltp: OltpPostgresResource) -> tuple[date, date]:
-    """First and last day with a change (row or delete) in the OLTP: the range of a full load."""
-    parts = [f"SELECT min({AUDIT_COLUMN}) lo, max({AUDIT_COLUMN}) hi FROM {t.name}" for t in TABLES]
-    parts.append(f"SELECT min(deleted_at), max(deleted_at) FROM {TOMBSTONE_TABLE}")
+def _days_of(column: str, table: str) -> str:
+    """The distinct UTC days of an indexed timestamp column, one index probe per day (a loose index scan)."""
+    day = f"date_trunc('day', {column}, 'UTC')"
+    return (
+        f"SELECT d FROM (WITH RECURSIVE days(d) AS (SELECT (SELECT {day} FROM {table} ORDER BY {column} LIMIT 1) "
+        f"UNION ALL SELECT (SELECT {day} FROM {table} WHERE {column} >= days.d + interval '1 day' "
+        f"ORDER BY {column} LIMIT 1) FROM days WHERE days.d IS NOT NULL) SELECT d FROM days) s WHERE d IS NOT NULL"
+    )
+
+
+def change_days(oltp: OltpPostgresResource) -> list[date]:
+    """Every day with a change (row or delete) in the OLTP that can be a partition: the days of a full load."""
+    parts = [_days_of(AUDIT_COLUMN, t.name) for t in TABLES] + [_days_of("deleted_at", TOMBSTONE_TABLE)]
     with oltp.connect() as conn:
-        lo, hi = conn.execute(f"SELECT min(lo), max(hi) FROM ({' UNION ALL '.join(parts)}) s").fetchone()
-    if lo is None:
+        found = {d.astimezone(UTC).date() for (d,) in conn.execute(" UNION ".join(parts)).fetchall()}
+    if not found:
         raise LookupError("the OLTP database has no rows yet: seed it first (make seed)")
-    return lo.astimezone(UTC).date(), hi.astimezone(UTC).date()
+    return sorted(d for d in found if FIRST_DAY <= d <= last_day())  # stamps beyond are the sensor's to report
+
+
+def changed_days(oltp: OltpPostgresResource) -> tuple[date, date]:
+    """First and last day with a change (row or delete) in the OLTP."""
+    days = change_days(oltp)
+    return days[0], days[-1]
+
+
+def full_load_tags(instance: dg.DagsterInstance, oltp: OltpPostgresResource) -> dict[str, str]:
+    """Tags of one run over every change day (made partitions first) and every day that was one: a full load."""
+    add_days(instance, change_days(oltp))
+    keys = list(instance.get_dynamic_partitions(CHANGE_DAYS.name))  # with days whose changes were changed again
+    runs = ordered_runs(keys, keys)
+    if len(runs) != 1:  # a day added after later ones: one range would leave days out
+        raise ValueError(f"the change days are not partitions in calendar order: a full load is the runs {runs}")
+    return range_tags(*runs[0])
 
 
 def with_downstream(

@@ -1,21 +1,72 @@
-"""Daily partitions keyed by the change date (the day of ``updated_at``), shared by raw, curated and warehouse.
+"""Change days as partitions, shared by raw, curated and warehouse: a partition holds the rows whose latest change
+happened that day, plus that day's deletes.
 
-A partition holds the rows whose latest change happened that day, plus that day's deletes. The first partition is
-the day the OLTP was seeded (the initial load); the simulator and production write the days after it. The current
-day (UTC) is a partition too (``end_offset=1``): what an application commits now is loaded within a sensor tick, and
-today's partition is re-run, replacing itself, as more changes arrive.
+The partitions are the days that have changes, added as they are found (``DynamicPartitionsDefinition``): by the
+change sensor, the landing sensor, the nightly schedule and a run asked for a day (the CLI, a full load). A calendar
+of every day since the seed (1998, TPC-H's) would be 28 years of days almost all empty, and the UI would summarise a
+fully loaded table as "0% filled"; here "100% filled" means every day with changes is loaded. A day is a partition
+only between the seed day and today (UTC): a stamp in 2099 or before the seed never becomes one.
+
+Keys are added in calendar order (each sensor tick adds its new days sorted), and a run over a range covers the keys
+between its first and last in the order they were added: ``days_of`` refuses a range whose days are not in calendar
+order (a day added after later ones, e.g. a late landed file), so such days are run one by one.
 """
 
 from __future__ import annotations
 
 import warnings
-from datetime import date, datetime, timedelta
+from collections.abc import Iterable
+from datetime import UTC, date, datetime, timedelta
 
 import dagster as dg
 
 from platform_assets.oltp.seed import SEED_TIMESTAMP
 
-DAILY = dg.DailyPartitionsDefinition(start_date=SEED_TIMESTAMP.strftime("%Y-%m-%d"), timezone="UTC", end_offset=1)
+CHANGE_DAYS = dg.DynamicPartitionsDefinition(name="change_days")
+FIRST_DAY = SEED_TIMESTAMP.date()  # the OLTP's initial load: no change is older
+
+
+def last_day(now: datetime | None = None) -> date:
+    """The latest day that can be a partition: today (UTC), where an application's commits of now are stamped."""
+    return (now or datetime.now(UTC)).astimezone(UTC).date()
+
+
+def change_day(key: str, now: datetime | None = None) -> date:
+    """The day a partition key names, or a ValueError naming the key and why it is not a change day."""
+    try:
+        day = date.fromisoformat(key)
+    except ValueError:
+        raise ValueError(f"partition {key!r} is not a day (YYYY-MM-DD)") from None
+    if key != day.isoformat() or not FIRST_DAY <= day <= last_day(now):
+        raise ValueError(f"partition {key!r} is not a change day ({FIRST_DAY}..{last_day(now)})")
+    return day
+
+
+def add_days(instance: dg.DagsterInstance, days: Iterable[date | str]) -> list[str]:
+    """Make the days partitions (in calendar order, those not yet one); the keys added."""
+    keys = sorted({change_day(str(d)).isoformat() for d in days})
+    new = [k for k in keys if not instance.has_dynamic_partition(CHANGE_DAYS.name, k)]
+    if new:
+        instance.add_dynamic_partitions(CHANGE_DAYS.name, new)
+    return new
+
+
+def ordered_runs(order: list[str], wanted: Iterable[str]) -> list[tuple[str, str]]:
+    """``wanted`` keys as (first, last) ranges of one run each: keys next to each other in the partitions' order
+    (``order``) and in calendar order, so each range's keys are exactly the wanted days between its ends."""
+    want = set(wanted)
+    runs: list[list[str]] = []
+    previous = None
+    for i, key in enumerate(order):
+        if key not in want:
+            continue
+        if runs and previous == i - 1 and key > runs[-1][-1]:
+            runs[-1].append(key)
+        else:
+            runs.append([key])
+        previous = i
+    return [(r[0], r[-1]) for r in runs]
+
 
 # Each run handles its whole partition range in one step: a backfill of n days is one extract, one Spark job and
 # one ClickHouse insert, and gives the same result as n daily runs.
@@ -30,14 +81,15 @@ RANGE_END_TAG = "dagster/asset_partition_range_end"
 
 
 def days_of(context: dg.AssetExecutionContext) -> list[date]:
-    """Every day of the run's partition range (one day for a daily run, n for a backfill)."""
-    window = context.partition_time_window
-    return days_between(window.start, window.end)
-
-
-def days_between(start: datetime, end: datetime) -> list[date]:
-    """The days of a daily partitions' time window [start, end) (also what Pipes hands a batch pod)."""
-    return [(start + timedelta(days=i)).date() for i in range((end - start).days)]
+    """Every day of the run's partitions (one for a daily run, n for a backfill), in calendar order."""
+    keys = list(context.partition_keys)
+    days = [change_day(k) for k in keys]
+    if days != sorted(set(days)):
+        raise ValueError(
+            f"partitions {span(keys)}: the range holds days out of calendar order ({', '.join(keys)}): a day was "
+            "added after later ones; run those days one by one"
+        )
+    return days
 
 
 def span(days: list[date] | tuple[date, date]) -> str:
@@ -52,7 +104,7 @@ def day_bounds(day: date) -> tuple[str, str]:
 
 
 # Partitioned layers follow a newly materialized upstream day (e.g. a raw day re-run from the UI or landed files),
-# for any day, not only the latest time window as ``eager()`` alone would.
+# for any day (with time-window partitions ``eager()`` alone would take only the latest).
 ON_NEW_PARENT = dg.AutomationCondition.eager().without(dg.AutomationCondition.in_latest_time_window())
 
 # Models and marts read every day of their partitioned inputs: "any input partition missing" would hold them back

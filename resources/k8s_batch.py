@@ -19,6 +19,7 @@ if TYPE_CHECKING:  # imported where a pod is launched: the kubernetes client is 
 
 Runner = Literal["spark", "k8s-pipes"]  # where a curated table is built
 BATCH_MODULE = "platform_assets.curated.batch_job"
+CHANGE_DAYS_EXTRA = "change_days"  # the Pipes extra naming the run's days (ISO dates)
 BATCH_IMAGE = "platform/spark-batch:4.3.0"  # deploy/vps_2/spark-batch/Dockerfile; Ansible builds and imports it
 
 
@@ -81,9 +82,16 @@ class K8sBatchResource(dg.ConfigurableResource):
 
         return PipesK8sClient(message_reader=self.message_reader(), kubeconfig_file=self.kubeconfig_file)
 
+    @staticmethod
+    def extras(context: dg.AssetExecutionContext) -> dict[str, Any]:
+        """The run's change days, handed to the pod: Pipes gives the external process a partition (key, range,
+        time window) only for a one-partition run, so a backfill's range would reach the pod as no days at all."""
+        return {CHANGE_DAYS_EXTRA: list(context.partition_keys)}
+
     def run(self, context: dg.AssetExecutionContext, asset_name: str):
         return self.client().run(
             context=context,
+            extras=self.extras(context),
             image=self.image,
             command=self.command(asset_name),
             namespace=self.namespace,

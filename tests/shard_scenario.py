@@ -24,7 +24,7 @@ from platform_assets.automation.local_runs import evaluate_sensor, execute_reque
 from platform_assets.automation.oltp_changes import SENSOR, current_cursor
 from platform_assets.catalog import MODELS, TABLES
 from platform_assets.definitions import LINEAGE_JOB, defs
-from platform_assets.jobs import changed_days, range_tags
+from platform_assets.jobs import full_load_tags
 from platform_assets.marts.assets import mart_freshness_checks, read_mart
 from platform_assets.marts.queries import MARTS
 from platform_assets.oltp.capture import CHANGE_TIME_SETTING
@@ -111,7 +111,7 @@ def run() -> dict:
     ):
         store.ensure_bucket()
         lineage = definitions.resolve_job_def(LINEAGE_JOB)
-        full = lineage.execute_in_process(instance=instance, tags=range_tags(*changed_days(oltp)), raise_on_error=False)
+        full = lineage.execute_in_process(instance=instance, tags=full_load_tags(instance, oltp), raise_on_error=False)
         verdicts = check_verdicts("full load", full)
 
         cursor = json.dumps(current_cursor(oltp))

@@ -22,6 +22,17 @@ PRISTINE = "tpch_pristine"
 SYSTEM_DATABASES = ("system", "information_schema", "INFORMATION_SCHEMA", "default")
 
 
+def instance_with_days(*days: str) -> Any:
+    """An ephemeral Dagster instance in which ``days`` are change-day partitions (they exist once added)."""
+    import dagster as dg
+
+    from platform_assets.partitions import add_days
+
+    instance = dg.DagsterInstance.ephemeral()
+    add_days(instance, days)
+    return instance
+
+
 def admin(oltp: OltpPostgresResource) -> OltpPostgresResource:
     """The same server through its maintenance database: a database cannot be dropped or copied while connected."""
     return oltp.model_copy(update={"database": "postgres"})
@@ -61,11 +72,15 @@ class SharedPlatform:
         """The ``full_lineage`` job (the one ``make demo`` runs) over every change day, with its checks — once per
         pristine state."""
         if self.loaded is None:
-            from platform_assets.definitions import LINEAGE_JOB, defs
-            from platform_assets.jobs import changed_days, range_tags
+            import dagster as dg
 
-            tags = range_tags(*changed_days(self.oltp))
-            self.loaded = defs().resolve_job_def(LINEAGE_JOB).execute_in_process(tags=tags, raise_on_error=False)
+            from platform_assets.definitions import LINEAGE_JOB, defs
+            from platform_assets.jobs import full_load_tags
+
+            instance = dg.DagsterInstance.ephemeral()  # the change days become its partitions
+            tags = full_load_tags(instance, self.oltp)
+            job = defs().resolve_job_def(LINEAGE_JOB)
+            self.loaded = job.execute_in_process(instance=instance, tags=tags, raise_on_error=False)
         return self.loaded
 
     def reset(self) -> None:

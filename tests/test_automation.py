@@ -7,10 +7,10 @@ from datetime import UTC, date, datetime, timedelta
 import dagster as dg
 
 from platform_assets.automation.landing_sensor import run_requests as landing_requests
-from platform_assets.automation.oltp_changes import Changes, run_requests, spans, split_by_partition
+from platform_assets.automation.oltp_changes import Changes, run_requests, split_by_partition
 from platform_assets.definitions import INCREMENTAL_JOB, defs
 from platform_assets.jobs import per_day_checks, with_downstream
-from platform_assets.partitions import DAILY
+from platform_assets.partitions import CHANGE_DAYS, change_day, ordered_runs
 from platform_assets.raw.landing import parse_landing_key
 
 
@@ -21,11 +21,15 @@ def test_daily_schedule_requests_yesterdays_partition():
     repository = d.get_repository_def()
     for tick, yesterday in ((datetime(1998, 8, 5, 0, 30, tzinfo=UTC), "1998-08-04"), (None, None)):
         now = tick or datetime.now(UTC).replace(hour=0, minute=30)
-        context = dg.build_schedule_context(scheduled_execution_time=now, repository_def=repository)
-        data = schedule.evaluate_tick(context)
-        # the day before the tick, also on the wall clock, where the last partition is the tick's own day
-        want = yesterday or (now - timedelta(days=1)).date().isoformat()
-        assert [r.partition_key for r in data.run_requests] == [want]
+        with (
+            dg.instance_for_test() as instance,
+            dg.build_schedule_context(instance, scheduled_execution_time=now, repository_def=repository) as context,
+        ):
+            data = schedule.evaluate_tick(context)
+            # the day before the tick, also on the wall clock, made a partition first (no run of an unknown key)
+            want = yesterday or (now - timedelta(days=1)).date().isoformat()
+            assert [r.partition_key for r in data.run_requests] == [want]
+            assert instance.get_dynamic_partitions(CHANGE_DAYS.name) == [want]
 
 
 def test_what_runs_on_its_own():
@@ -57,22 +61,27 @@ def test_the_change_sensor_ticks_every_30_s_unless_configured():
     assert out.stdout.split()[-1] == "5"
 
 
-def test_change_sensor_requests_one_run_per_contiguous_span_of_changed_days():
+def test_change_sensor_requests_one_run_per_range_of_changed_days_next_to_each_other_among_the_partitions():
     changes = Changes(since="100:180:", until="180:181:", latest_xid=170)
     changes.days[date(1998, 8, 6)] = {"orders": [3, 1]}
     changes.days[date(1998, 8, 4)] = {"lineitem": [10, 0], "orders": [2, 0]}
     changes.days[date(1998, 8, 5)] = {"orders": [1, 0]}
     changes.days[date(2026, 12, 1)] = {"customer": [20, 0]}  # an application writing today
-    first, today = run_requests(changes)
+    (everything,) = run_requests(changes)  # days without changes are no partitions: nothing lies between these
+    assert everything.tags["dagster/asset_partition_range_start"] == "1998-08-04"
+    assert everything.tags["dagster/asset_partition_range_end"] == "2026-12-01"
+    # a partition without new changes between them (2026-11-30) splits the days in two runs
+    order = ["1998-08-03", "1998-08-04", "1998-08-05", "1998-08-06", "2026-11-30", "2026-12-01"]
+    first, today = run_requests(changes, order=order)
     assert first.tags["dagster/asset_partition_range_start"] == "1998-08-04"
     assert first.tags["dagster/asset_partition_range_end"] == "1998-08-06"
     assert {k.to_user_string() for k in first.asset_selection} == {
         f"{layer}/{t}" for t in ("lineitem", "orders") for layer in ("raw", "curated", "warehouse")
     }
     assert today.partition_key == "2026-12-01" and today.tags["platform/tables"] == "customer"
-    assert [r.run_key for r in run_requests(changes)] == [first.run_key, today.run_key]  # same changes, same keys
+    assert [r.run_key for r in run_requests(changes, order=order)] == [first.run_key, today.run_key]  # same keys
     changes.latest_xid = 175  # a later transaction among the changes: new work, new keys
-    assert {r.run_key for r in run_requests(changes)}.isdisjoint({first.run_key, today.run_key})
+    assert {r.run_key for r in run_requests(changes, order=order)}.isdisjoint({first.run_key, today.run_key})
     # days a fresh sensor finds already materialized are not requested again
     loaded = {"1998-08-04", "1998-08-05", "1998-08-06", "2026-12-01"}
     assert run_requests(changes, skip={"orders": loaded, "lineitem": loaded, "customer": loaded}) == []
@@ -85,8 +94,9 @@ def test_a_days_run_carries_the_changed_tables_through_to_the_models_and_marts_t
     changes = Changes(since="100:180:", until="180:181:", latest_xid=170)
     changes.days[date(1998, 8, 4)] = {"customer": [1, 0]}
     changes.days[date(2026, 12, 1)] = {"lineitem": [10, 0], "orders": [2, 1]}
-    first, today = run_requests(changes, checks=checks, downstream=downstream)
-    # only the last span's run carries the models and marts (the first's changes reach them through it)
+    order = ["1998-08-04", "1998-08-05", "2026-12-01"]  # 1998-08-05 lies between: two runs
+    first, today = run_requests(changes, checks=checks, downstream=downstream, order=order)
+    # only the last range's run carries the models and marts (the first's changes reach them through it)
     assert {k.path[0] for k in first.asset_selection} == {"raw", "curated", "warehouse"}
     keys = {k.to_user_string() for k in today.asset_selection}
     marts = {k.to_user_string() for k in d.resolve_asset_graph().get_all_asset_keys() if k.path[0] == "marts"}
@@ -106,18 +116,38 @@ def test_change_days_outside_the_partitions_are_held_or_reported():
     changes = Changes(since="5:9:", until="9:10:", latest_xid=8)
     for day in (date(1998, 8, 2), date(2026, 12, 1), date(2026, 12, 2)):
         changes.days[day] = {"orders": [1, 0]}
-    loadable, ahead, before = split_by_partition(changes, "1998-08-03", "2026-12-01")
+    loadable, ahead, before = split_by_partition(changes, date(1998, 8, 3), date(2026, 12, 1))
     assert (
         list(loadable.days) == [date(2026, 12, 1)] and list(ahead) == ["2026-12-02"] and list(before) == ["1998-08-02"]
     )
 
 
-def test_the_current_day_is_a_partition():
-    assert DAILY.get_last_partition_key() == datetime.now(UTC).date().isoformat()
-    assert spans([date(1998, 8, 5), date(1998, 8, 4), date(2026, 12, 1)]) == [
-        (date(1998, 8, 4), date(1998, 8, 5)),
-        (date(2026, 12, 1), date(2026, 12, 1)),
+def test_a_change_day_lies_between_the_seed_day_and_today():
+    today = datetime.now(UTC).date()
+    assert change_day(today.isoformat()) == today and change_day("1998-08-03") == date(1998, 8, 3)
+    for key, why in (
+        ((today + timedelta(days=1)).isoformat(), "is not a change day (1998-08-03.."),
+        ("1998-08-02", "is not a change day"),
+        ("2099-01-01", "is not a change day"),
+        ("1998-8-3", "is not a day (YYYY-MM-DD)"),  # one day, one key
+        ("yesterday", "is not a day (YYYY-MM-DD)"),
+    ):
+        try:
+            change_day(key)
+        except ValueError as exc:
+            assert f"partition {key!r} {why}" in str(exc)
+        else:
+            raise AssertionError(f"{key} was taken for a change day")
+
+
+def test_a_range_run_holds_exactly_the_keys_between_its_ends_in_the_partitions_order():
+    order = ["1998-08-04", "2026-12-01", "1998-08-05", "1998-08-06", "2026-12-02"]  # 1998-08-05 added late
+    assert ordered_runs(order, order) == [("1998-08-04", "2026-12-01"), ("1998-08-05", "2026-12-02")]
+    assert ordered_runs(order, ["1998-08-04", "1998-08-06", "2026-12-02"]) == [
+        ("1998-08-04", "1998-08-04"),
+        ("1998-08-06", "2026-12-02"),
     ]
+    assert ordered_runs(order, []) == []
 
 
 def test_landing_keys_are_validated_and_grouped_per_table_and_day():
@@ -180,7 +210,8 @@ def test_a_landed_file_outside_the_change_days_is_skipped_and_never_stalls_the_s
 
     def tick(cursor):
         with dg.instance_for_test() as instance, dg.build_sensor_context(
-            instance=instance, cursor=cursor, definitions=definitions, sensor_name=SENSOR,
+            instance=instance, instance_ref=instance.get_ref(), cursor=cursor, definitions=definitions,
+            sensor_name=SENSOR,
             resources={**definitions.resources, "object_store": store},
         ) as context:  # fmt: skip
             context.log.warning = warned.append
@@ -190,6 +221,7 @@ def test_a_landed_file_outside_the_change_days_is_skipped_and_never_stalls_the_s
     assert [(r.partition_key, r.run_config["ops"]) for r in first.run_requests] == [
         ("1998-08-05", {"raw__orders": {"config": {"landed_files": ["landing/orders/1998-08-05/z.parquet"]}}})
     ]
+    assert [list(r.partition_keys) for r in first.dynamic_partitions_requests] == [["1998-08-05"]]  # 2099: no
     assert sorted(w.split(":")[1].removeprefix(" skipped ") for w in warned) == sorted(
         k for k in objects if "1998" not in k
     )

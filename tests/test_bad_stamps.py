@@ -43,7 +43,8 @@ def tick(oltp, cursor: str | None):
     with (
         dg.instance_for_test() as instance,
         dg.build_sensor_context(
-            instance=instance, cursor=cursor, definitions=definitions, sensor_name=SENSOR,
+            instance=instance, instance_ref=instance.get_ref(), cursor=cursor, definitions=definitions,
+            sensor_name=SENSOR,
             resources={**definitions.resources, "oltp": oltp},
         ) as context,
     ):  # fmt: skip

@@ -16,6 +16,7 @@ import yaml
 
 from deploy import edge_stack
 from platform_assets.jobs import range_tags
+from platform_assets.partitions import add_days
 from tests.conftest import REPO, TEST_DATA
 
 PROD_INSTANCE = REPO / "deploy" / "vps_1" / "dagster" / "dagster.yaml"
@@ -60,6 +61,8 @@ def test_full_lineage_on_postgres_storage_via_cli(postgres_instance_home, oltp, 
         "CLICKHOUSE_DSN": f"chdb://{TEST_DATA / 'clickhouse-pg-instance'}",
     }
     dagster = Path(sys.executable).parent / "dagster"
+    with dg.DagsterInstance.from_config(str(postgres_instance_home)) as instance:  # the seed day, a partition
+        add_days(instance, ["1998-08-03"])
     proc = subprocess.run(
         [str(dagster), "job", "execute", "-m", "platform_assets.definitions", "-j", "full_lineage",
          "--tags", json.dumps(range_tags("1998-08-03", "1998-08-03"))],

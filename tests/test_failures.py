@@ -19,6 +19,7 @@ from platform_assets.warehouse.checks import reconcile_check, unique_check
 from platform_assets.warehouse.load import WarehouseSchemaError, check_schema, load_days, local_name
 from platform_assets.warehouse.reconcile import warehouse_latest_change
 from resources.settings import data_dir
+from tests.shared_platform import instance_with_days
 
 REGION = TABLES_BY_NAME["region"]
 
@@ -29,8 +30,9 @@ SEED_DAY = "1998-08-03"
 def run_partition(keys: list[list[str]], partition: str = SEED_DAY) -> dg.ExecuteInProcessResult:
     d = defs()
     return d.resolve_job_def(INCREMENTAL_JOB).execute_in_process(
-        partition_key=partition, asset_selection=[dg.AssetKey(k) for k in keys], raise_on_error=False
-    )
+        partition_key=partition, asset_selection=[dg.AssetKey(k) for k in keys], raise_on_error=False,
+        instance=instance_with_days(partition),
+    )  # fmt: skip
 
 
 def checks_of(result) -> dict[str, dg.AssetCheckEvaluation]:

@@ -26,6 +26,7 @@ from platform_assets.jobs import INCREMENTAL_JOB, LINEAGE_JOB, range_tags, table
 from platform_assets.marts.assets import read_mart
 from platform_assets.marts.queries import TPCH
 from platform_assets.oltp.simulate import simulate
+from platform_assets.partitions import add_days
 from platform_assets.paths import curated_prefix, landing_prefix, raw_prefix
 from platform_assets.warehouse import reconcile as rc
 from platform_assets.warehouse.models import MODEL_SQL, apply_changes, fingerprint, stored_fingerprint
@@ -50,6 +51,7 @@ chain = table_keys
 
 def run(platform, partition: str | None = None, keys=None, tags=None):
     job = platform.defs.resolve_job_def(INCREMENTAL_JOB)
+    add_days(platform.instance, [partition] if partition else [])  # a range's days: made partitions by its caller
     return job.execute_in_process(
         instance=platform.instance, partition_key=partition, asset_selection=keys, tags=tags, raise_on_error=False
     )

@@ -6,13 +6,16 @@ import subprocess
 import sys
 
 import dagster as dg
+import pytest
 from dagster_k8s.pipes import build_pod_body
 
 from platform_assets.curated import batch_job
-from platform_assets.partitions import DAILY
+from platform_assets.jobs import range_tags
+from platform_assets.partitions import CHANGE_DAYS
 from resources.k8s_batch import K8sBatchResource
 from resources.spark import SparkResource
 from tests.conftest import REPO
+from tests.shared_platform import instance_with_days
 
 
 def test_pod_spec_runs_the_batch_module_with_secrets_from_kubernetes(resources):
@@ -47,16 +50,17 @@ def test_batch_job_reports_its_materialization_through_the_object_store(lineage,
     """The pod's program, run as a subprocess under Pipes with the same S3 message reader the k8s client uses."""
     k8s = K8sBatchResource(object_store=resources["object_store"])
 
-    @dg.asset(key=["curated", "nation"], partitions_def=DAILY)
+    @dg.asset(key=["curated", "nation"], partitions_def=CHANGE_DAYS)
     def nation_via_pipes(context: dg.AssetExecutionContext, pipes: dg.PipesSubprocessClient):
         return pipes.run(
             context=context, command=[sys.executable, "-m", batch_job.__name__, "nation"], cwd=str(REPO),
-            env={"PLATFORM_ENV": "local"},
+            extras=K8sBatchResource.extras(context), env={"PLATFORM_ENV": "local"},
         ).get_materialize_result()  # fmt: skip
 
     with k8s.process_config_and_initialize_cm() as live:
         client = dg.PipesSubprocessClient(message_reader=live.message_reader())
-        result = dg.materialize([nation_via_pipes], resources={"pipes": client}, partition_key="1998-08-03")
+        result = dg.materialize([nation_via_pipes], resources={"pipes": client}, partition_key="1998-08-03",
+                                instance=instance_with_days("1998-08-03"))  # fmt: skip
     assert result.success
     md = result.get_asset_materialization_events()[0].event_specific_data.materialization.metadata
     assert md["dagster/row_count"].value == seeded["nation"]
@@ -70,11 +74,19 @@ class PodsAsSubprocesses(K8sBatchResource):
     def run(self, context: dg.AssetExecutionContext, asset_name: str):
         client = dg.PipesSubprocessClient(message_reader=self.message_reader())
         return client.run(context=context, command=[sys.executable, "-m", batch_job.__name__, asset_name],
-                          cwd=str(REPO), env={"PLATFORM_ENV": "local"})  # fmt: skip
+                          extras=self.extras(context), cwd=str(REPO), env={"PLATFORM_ENV": "local"})  # fmt: skip
 
 
-def test_a_curated_run_configured_for_pods_hands_the_build_to_k8s_batch(lineage, seeded, resources, object_store):
-    """One asset definition in every environment; the run's config (or the environment's default) picks the pod."""
+@pytest.mark.parametrize(
+    "scope",
+    [{"partition_key": "1998-08-03"}, {"tags": range_tags("1998-08-03", "1998-08-05")}],
+    ids=["one day", "a backfill's range in one run"],
+)
+def test_a_curated_run_configured_for_pods_hands_the_build_to_k8s_batch(
+    lineage, seeded, resources, object_store, scope
+):
+    """One asset definition in every environment; the run's config (or the environment's default) picks the pod.
+    A range run's days reach the pod too (Pipes itself hands over a partition only for one-partition runs)."""
     from platform_assets.definitions import defs
 
     key = dg.AssetKey(["curated", "nation"])
@@ -83,12 +95,16 @@ def test_a_curated_run_configured_for_pods_hands_the_build_to_k8s_batch(lineage,
     nowhere = SparkResource(object_store=resources["object_store"], remote="sc://127.0.0.1:9", connect_retry_seconds=1)
     pods = PodsAsSubprocesses(object_store=resources["object_store"])
     result = dg.materialize(
-        [asset], partition_key="1998-08-03", resources={"spark": nowhere, "k8s_batch": pods},
-        run_config={"ops": {"curated__nation": {"config": {"runner": "k8s-pipes"}}}},
+        [asset], resources={"spark": nowhere, "k8s_batch": pods},
+        run_config={"ops": {"curated__nation": {"config": {"runner": "k8s-pipes"}}}}, **scope,
+        instance=instance_with_days("1998-08-03", "1998-08-04", "1998-08-05"),
     )  # fmt: skip
     assert result.success
-    md = result.get_asset_materialization_events()[0].event_specific_data.materialization.metadata
-    assert md["dagster/row_count"].value == seeded["nation"]
+    events = result.get_asset_materialization_events()
+    days = 1 if "partition_key" in scope else 3
+    assert sorted(e.partition for e in events) == [f"1998-08-0{3 + i}" for i in range(days)]
+    md = events[0].event_specific_data.materialization.metadata
+    assert md["dagster/row_count"].value == seeded["nation"] and md["days"].value == days
     assert md["path"].value == object_store.s3_uri("curated/nation/change_date=1998-08-03/")
 
 

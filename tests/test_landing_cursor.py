@@ -29,7 +29,8 @@ def tick(cursor: str) -> tuple[list[str], dict[str, str]]:
     with (
         dg.instance_for_test() as instance,
         dg.build_sensor_context(
-            instance=instance, cursor=cursor, definitions=definitions, sensor_name=SENSOR,
+            instance=instance, instance_ref=instance.get_ref(), cursor=cursor, definitions=definitions,
+            sensor_name=SENSOR,
             resources={**definitions.resources, "object_store": store},
         ) as context,
     ):  # fmt: skip

@@ -11,6 +11,7 @@ from resources.environments import spark_remote
 from resources.errors import ServiceUnavailableError
 from resources.settings import data_dir, local_spark_connect_url, s3a_jars_dir
 from resources.spark import SparkResource
+from tests.shared_platform import instance_with_days
 
 
 @pytest.fixture(scope="module")
@@ -62,6 +63,7 @@ def test_a_local_session_builds_the_same_curated_layer_as_spark_connect(lineage,
         resources={"spark": local, "k8s_batch": resources["k8s_batch"]},
         selection=dg.AssetSelection.assets(*[dg.AssetKey(["curated", n]) for n in names]),
         partition_key="1998-08-03",
+        instance=instance_with_days("1998-08-03"),
     )
     assert result.success
     ((endpoint, app),) = set().union(*curated_provenance(result).values())  # one local application built all five

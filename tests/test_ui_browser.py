@@ -15,6 +15,7 @@ through GraphQL before the daemon starts, so the daemon launches nothing on its 
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -24,13 +25,22 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import dagster as dg
 import pytest
 from playwright.sync_api import Page, sync_playwright
 
+from control_plane import commands
+from control_plane.client import GraphQLClient
+from platform_assets.column_lineage import sql_column_lineage
+from platform_assets.definitions import defs
+from platform_assets.marts.queries import MARTS
+from platform_assets.partitions import FIRST_DAY
+from platform_assets.warehouse.table_diff import MATCHES_OLTP
 from tests.conftest import PORT_BASE, REPO, TEST_DATA
 from tests.ui.dagster_ui import DagsterUI, copy_engine_folder, dagster_ui, free_port, log_tail
 
 README_PICTURE = REPO / "docs" / "ui-lineage.png"  # the README's first screen shows it
+README_COLUMN_LINEAGE = REPO / "docs" / "ui-column-lineage.png"  # and the column lineage of a mart
 SCREENSHOTS = REPO / ".data" / "test-artifacts" / "screenshots"  # kept after the run (the stack folder is not)
 WINDOW = (1600, 1000)
 PAGE_TIMEOUT_S = 45  # a page (GraphQL + render) on two busy cores
@@ -39,6 +49,8 @@ TICK_DEADLINE_S = 150  # the daemon's first evaluation of a sensor just turned o
 DAEMON_DEADLINE_S = 180
 
 DIM, MART = "warehouse/dim_customer", "marts/customer_features"
+LOADED = "warehouse/customer"  # a table the full lineage loaded: its card in the README's picture
+SEED_DAY = FIRST_DAY.isoformat()  # the pristine TPC-H's one change day
 SENSOR = "landing_files"
 DEFAULT_RUNNING = {"oltp_changes", "landing_files", "automation", "report_failed_runs", "daily_changes",
                    "freshness_checks_hourly"}  # fmt: skip
@@ -61,7 +73,9 @@ def chromium() -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 def ui(lineage, resources) -> Iterator[DagsterUI]:
-    """Webserver on workspace.yaml, every sensor and schedule stopped through GraphQL, then the daemon."""
+    """Webserver on workspace.yaml, every sensor and schedule stopped through GraphQL, then the daemon; the full
+    lineage run on this instance, as ``platform materialize job:full_lineage`` launches it, so the UI shows a
+    loaded platform (its cards summarise what this instance has seen)."""
     assert lineage.success, "the lineage fixture's full_lineage run failed: the UI test needs its warehouse"
     engine = TEST_DATA / "clickhouse-ui"
     copy_engine_folder(Path(resources["clickhouse"].dsn.removeprefix("chdb://")), engine)
@@ -71,6 +85,9 @@ def ui(lineage, resources) -> Iterator[DagsterUI]:
         stopped = dagster.stop_all_automation()
         assert set(stopped) == DEFAULT_RUNNING, f"expected every default-RUNNING instigator stopped, got {stopped}"
         start_daemon()
+        client = GraphQLClient(dagster.url)
+        run_id = commands.launch(client, ["job:full_lineage"], partition=None, start=SEED_DAY, end=SEED_DAY)
+        wait_for_run(dagster, run_id, "the full lineage over the seed day")
         yield dagster
 
 
@@ -169,6 +186,24 @@ def wait_for_run(ui: DagsterUI, run_id: str, what: str) -> None:
         time.sleep(2)
 
 
+def execute_check_from_its_pane(page: Page, ui: DagsterUI, key: str, check: str) -> None:
+    """Click the Execute button of the check's pane (confirming if asked) and wait for the run it launched."""
+    before = {r["runId"] for r in ui.runs()}
+    page.goto(f"{ui.url}/assets/{key}?view=checks&checkDetail={check}")
+    expect_text(page, f"the pane of {key}:{check}", check, "Execute")
+    page.locator("button").filter(has_text=re.compile(r"^Execute$")).first.click()
+    dialog_buttons = page.locator("[role=dialog] button, .bp5-dialog button")
+    confirm = dialog_buttons.filter(has_text=re.compile(r"^(Confirm|Execute)"))
+    deadline = time.monotonic() + PAGE_TIMEOUT_S
+    while not (launched := [r for r in ui.runs() if r["runId"] not in before]):
+        if confirm.count() and confirm.first.is_visible():
+            confirm.first.click()
+        if time.monotonic() > deadline:
+            fail(page, f"clicking Execute on {key}:{check} launched no run within {PAGE_TIMEOUT_S} s")
+        time.sleep(0.5)
+    wait_for_run(ui, launched[0]["runId"], f"Execute {key}:{check} from the UI")
+
+
 def check_passed(page: Page, ui: DagsterUI, key: str, check: str, *metadata: str) -> None:
     """The check's pane (selected in the checks tab) shows its latest evaluation as Passed, with its metadata."""
     page.goto(f"{ui.url}/assets/{key}?view=checks&checkDetail={check}")
@@ -222,6 +257,10 @@ def test_materialize_warehouse_model_and_its_mart_from_the_ui(ui, page, seeded):
     check_passed(page, ui, MART, "up_to_date_with_warehouse", "stale_inputs")
     shoot(page, "marts-customer_features-checks")
 
+    # the whole-table check of an input runs on its own cadence (03:00): executed here from its pane, as a user would
+    execute_check_from_its_pane(page, ui, LOADED, MATCHES_OLTP)
+    check_passed(page, ui, LOADED, MATCHES_OLTP, "differing_buckets", "oltp_rows")
+
     page.goto(f"{ui.url}/assets/{DIM}?view=lineage")  # the model between its input and its mart
     expect_text(page, f"lineage of {DIM}", "customer_features", "dim_customer", "ClickHouse")
     deadline = time.monotonic() + PAGE_TIMEOUT_S
@@ -230,8 +269,52 @@ def test_materialize_warehouse_model_and_its_mart_from_the_ui(ui, page, seeded):
             fail(page, f"the lineage of {DIM} still shows 'Loading…' after {PAGE_TIMEOUT_S} s")
         time.sleep(0.5)
     shot = shoot(page, "warehouse-dim_customer-lineage")
+    # the card of a loaded input says so: every change day filled, its latest event, its checks passed
+    text = page.inner_text("body")
+    card = re.search(r"customer\s+Latest event\s+(?P<event>.+?)\s+Asset checks\s+(?P<passed>\d+) / (?P<checks>\d+) "
+                     r"Passed\s+Partitions\s+(?P<filled>\d+)% filled[\s\S]*?(?P<partitions>[\d,]+) partitions?\b",
+                     text)  # fmt: skip
+    if card is None:
+        fail(page, f"no card of {LOADED} in the lineage of {DIM}", text)
+    assert card["event"].endswith("ago") and card["filled"] == "100" and card["partitions"] == "1", card.groupdict()
+    checks = defs().resolve_asset_graph().get_check_keys_for_assets({dg.AssetKey(LOADED.split("/"))})
+    assert card["passed"] == card["checks"] == str(len(checks)), card.groupdict()
     if os.environ.get("UPDATE_DOCS_SCREENSHOT") == "1":  # the README's picture, taken of the UI as it is now
         shutil.copyfile(shot, README_PICTURE)
+
+
+# The JSON dialog's text: the block under its title that holds the pretty-printed JSON
+SHOWN_TEXT = """d => [...d.querySelectorAll('div, pre, code')].map(e => e.textContent.trim()).find(t => t.startsWith('['))"""
+
+
+def test_the_marts_column_lineage_is_on_its_materialization(ui, page):
+    """Dagster's OSS UI has no column-lineage view (that is Dagster+); the materialization's
+    ``dagster/column_lineage`` entry is shown on the run's page as JSON. It is the lineage derived from the mart's
+    SQL, column by column."""
+    (mart,) = [m for m in MARTS if m.name == MART.split("/")[1]]
+    derived = {
+        column: sorted((dep.asset_key.to_user_string(), dep.column_name) for dep in deps)
+        for column, deps in sql_column_lineage(mart.sql).deps_by_column.items()
+    }
+    # a run of the mart alone (the other UI test's, or one launched here), so its page holds one lineage entry
+    runs = [r["runId"] for r in ui.runs() if r["assets"] == [MART] and r["status"] == "SUCCESS"]
+    if not runs:
+        runs.append(commands.launch(GraphQLClient(ui.url), [MART], partition=None, start=None, end=None))
+        wait_for_run(ui, runs[0], f"{MART} launched through GraphQL")
+    page.goto(f"{ui.url}/runs/{runs[0]}")
+    expect_text(page, f"the run of {MART}", "dagster/column_lineage")
+    row = page.locator("tr, [role=row], div").filter(has_text=re.compile(r"^dagster/column_lineage")).last
+    row.get_by_text("[Show JSON]").first.click()
+    dialog = page.locator("[role=dialog], .bp5-dialog").filter(has_text="dagster/column_lineage")
+    dialog.wait_for()
+    page.wait_for_timeout(1000)  # the dialog fades in: the picture shows it whole
+    shot = shoot(page, "marts-customer_features-column-lineage")
+    shown = json.loads(dialog.evaluate(SHOWN_TEXT))
+    got = {c["columnName"]: sorted(("/".join(d["assetKey"]["path"]), d["columnName"]) for d in c["columnDeps"])
+           for c in shown}  # fmt: skip
+    assert got == derived and got["revenue"], f"{shot}: the UI shows {got}, the SQL gives {derived}"
+    if os.environ.get("UPDATE_DOCS_SCREENSHOT") == "1":
+        shutil.copyfile(shot, README_COLUMN_LINEAGE)
 
 
 def test_turn_a_sensor_on_from_the_ui_and_see_it_tick(ui, page, object_store):

@@ -2,8 +2,8 @@
 
 Each new object (key + ETag, so a re-upload under the same key counts as new) is requested once, in a run of the
 same raw → curated → warehouse assets for its table and day; the raw asset ingests the files named by the run tag.
-Keys that do not follow the layout, and files of a day that is not a change-day partition (before the seed day, or
-after today: a stamp in year 2099), are reported once in the log and skipped: one bad file never fails a tick, so
+Keys that do not follow the layout, and files of a day that cannot be a change day (before the seed day, or after
+today: a stamp in year 2099), are reported once in the log and skipped: one bad file never fails a tick, so
 the cursor moves on and every other file is still ingested. A skipped file counts again when uploaded again.
 
 The cursor holds the keys (and ETags) landing/ holds at the last tick, no more: a file deleted from landing/ leaves
@@ -18,7 +18,7 @@ from collections import defaultdict
 import dagster as dg
 
 from platform_assets.jobs import incremental_job, per_day_checks, table_keys, with_downstream
-from platform_assets.partitions import DAILY
+from platform_assets.partitions import CHANGE_DAYS, FIRST_DAY, last_day
 from platform_assets.paths import landing_prefix
 from platform_assets.raw.landing import parse_landing_key
 from resources.object_store import ObjectStoreResource
@@ -44,10 +44,9 @@ def run_requests(new: dict[str, str], log=None, checks=None, downstream=None) ->
     for key in new:
         try:
             f = parse_landing_key(key)
-            if not DAILY.has_partition_key(f.day.isoformat()):
+            if not FIRST_DAY <= f.day <= last_day():
                 raise ValueError(
-                    f"{key}: table {f.table.name}, day {f.day} is not a change day "
-                    f"({DAILY.get_first_partition_key()}..{DAILY.get_last_partition_key()})"
+                    f"{key}: table {f.table.name}, day {f.day} is not a change day ({FIRST_DAY}..{last_day()})"
                 )
         except ValueError as exc:
             if log is not None:
@@ -92,4 +91,8 @@ def landing_sensor(context: dg.SensorEvaluationContext, object_store: ObjectStor
         return skip if found == seen else dg.SensorResult(skip_reason=skip, cursor=cursor)
     requests = run_requests(new, context.log, per_day_checks(context), with_downstream(context))
     context.log.info(f"landing: {len(new)} new file(s), {len(requests)} run(s)")
-    return dg.SensorResult(run_requests=requests, cursor=cursor)
+    days = sorted({r.partition_key for r in requests if r.partition_key})
+    have = set(context.instance.get_dynamic_partitions(CHANGE_DAYS.name)) if context.instance else set()
+    added = [k for k in days if k not in have]
+    adds = [CHANGE_DAYS.build_add_request(added)] if added else []
+    return dg.SensorResult(run_requests=requests, cursor=cursor, dynamic_partitions_requests=adds)

@@ -37,10 +37,21 @@ class Applied:
 def evaluate_sensor(defs: dg.Definitions, name: str, instance: dg.DagsterInstance, cursor: str | None):
     """One tick of a sensor against a real instance: (run requests, new cursor)."""
     sensor = defs.resolve_sensor_def(name)
-    with dg.build_sensor_context(
-        instance=instance, cursor=cursor, definitions=defs, sensor_name=name, resources=defs.resources
+    with dg.build_sensor_context(  # the ref lets Dagster check the run requests' partitions as the daemon does
+        instance=instance,
+        instance_ref=instance.get_ref(),
+        cursor=cursor,
+        definitions=defs,
+        sensor_name=name,
+        resources=defs.resources,
     ) as context:
         data = sensor.evaluate_tick(context)
+    for request in data.dynamic_partitions_requests or []:  # as the daemon does before it launches the runs
+        if isinstance(request, dg.AddDynamicPartitionsRequest):
+            instance.add_dynamic_partitions(request.partitions_def_name, list(request.partition_keys))
+        else:
+            for key in request.partition_keys:
+                instance.delete_dynamic_partition(request.partitions_def_name, key)
     return list(data.run_requests or []), data.cursor
 
 

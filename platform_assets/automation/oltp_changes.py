@@ -8,9 +8,9 @@ committed while it ran. The cursor is stored by Dagster with each tick, so a res
 stopped, and the run key is derived from the changes themselves, so a replayed tick never requests the same work
 twice.
 
-Change days are partitions; the current day is one (``partitions.DAILY``). Days with changes are grouped into
-contiguous spans, one run per span: a run covers a partition range, and the days between a simulated 1998 and
-today are not worth visiting.
+Change days are partitions (``partitions.CHANGE_DAYS``); each tick adds the new days with changes, sorted, and
+requests one run per range of days next to each other among the partitions (a day without changes is no partition
+and separates nothing): the days between a simulated 1998 and today are not worth visiting.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ import dagster as dg
 from platform_assets.catalog import TABLES
 from platform_assets.jobs import incremental_job, per_day_checks, range_tags, table_keys, with_downstream
 from platform_assets.oltp.capture import NOTHING_SEEN, SNAPSHOT_SQL, changes_by_day_sql, snapshot_xmin
-from platform_assets.partitions import DAILY, span
+from platform_assets.partitions import CHANGE_DAYS, FIRST_DAY, last_day, ordered_runs, span
 from resources.oltp_postgres import OltpPostgresResource
 
 SENSOR = "oltp_changes"
@@ -93,45 +93,37 @@ def current_cursor(oltp: OltpPostgresResource) -> dict[str, str]:
         return {SNAPSHOT: conn.execute(SNAPSHOT_SQL).fetchone()[0]}
 
 
-def spans(days: list[date]) -> list[tuple[date, date]]:
-    """Sorted days grouped into contiguous [first, last] spans."""
-    out: list[tuple[date, date]] = []
-    for day in sorted(days):
-        if out and day == out[-1][1] + timedelta(days=1):
-            out[-1] = (out[-1][0], day)
-        else:
-            out.append((day, day))
-    return out
-
-
 def run_requests(
     changes: Changes,
     skip: dict[str, set[str]] | None = None,
     checks: Callable[[list[dg.AssetKey]], list[dg.AssetCheckKey]] | None = None,
     downstream: Callable[[list[dg.AssetKey]], list[dg.AssetKey]] | None = None,
+    order: list[str] | None = None,
 ) -> list[dg.RunRequest]:
-    """One run per contiguous span of changed days, for the tables that changed in it.
+    """One run per range of changed days next to each other in the partitions' ``order`` (by default: the changed
+    days, sorted), for the tables that changed in it.
 
     ``skip`` drops days a table already has materialized (used on a first evaluation without a cursor); ``checks``
     names the checks each run executes (by default Dagster runs every check of the selected assets);
-    ``downstream`` adds the models and marts to the last span's run (the others' changes reach them through it,
+    ``downstream`` adds the models and marts to the last range's run (the others' changes reach them through it,
     or through the automation if that run finishes first).
     """
-    wanted: dict[date, set[str]] = {}
+    wanted: dict[str, set[str]] = {}
     for day, per_table in changes.days.items():
         tables = {t for t in per_table if day.isoformat() not in (skip or {}).get(t, set())}
         if tables:
-            wanted[day] = tables
+            wanted[day.isoformat()] = tables
     out = []
-    runs = spans(list(wanted))
+    runs = ordered_runs(order if order is not None else sorted(wanted), wanted)
     for first, last in runs:
-        tables = sorted(set().union(*(v for d, v in wanted.items() if first <= d <= last)))
+        inside = [k for k in wanted if first <= k <= last]
+        tables = sorted(set().union(*(wanted[k] for k in inside)))
         keys = table_keys(*tables)
         if downstream and (first, last) == runs[-1]:
             keys = downstream(keys)
         tags = {"platform/trigger": SENSOR, "platform/tables": ",".join(tables)}
         run_key = f"{SENSOR}:{span((first, last))}:{snapshot_xmin(changes.since)}:{changes.latest_xid}"
-        scope = {"partition_key": str(first)} if first == last else {"tags": {**tags, **range_tags(first, last)}}
+        scope = {"partition_key": first} if first == last else {"tags": {**tags, **range_tags(first, last)}}
         out.append(
             dg.RunRequest(
                 run_key=run_key,
@@ -143,25 +135,39 @@ def run_requests(
     return out
 
 
-def split_by_partition(changes: Changes, first_key: str, last_key: str) -> tuple[Changes, dict, dict]:
-    """(changes on existing partitions, the day after the last partition, changes no partition will hold).
+def split_by_partition(changes: Changes, first: date, last: date) -> tuple[Changes, dict, dict]:
+    """(changes on days that can be partitions, those of the day after the last, changes no partition will hold).
 
-    The day after the last partition (the database's clock a little ahead of the daemon's at midnight) is read
-    again on the next tick. A day before the first, a later day (a stamp in year 9999) or no day at all
-    (``infinity``) can never be loaded: reported, and the cursor moves on, so one bad stamp holds nothing back.
+    The day after the last (the database's clock a little ahead of the daemon's at midnight) is read again on the
+    next tick. A day before the first, a later day (a stamp in year 9999) or no day at all (``infinity``) can never
+    be loaded: reported, and the cursor moves on, so one bad stamp holds nothing back.
     """
     loadable = Changes(changes.since, changes.until, changes.latest_xid)
     ahead, unloadable = {}, {}
-    tomorrow = (date.fromisoformat(last_key) + timedelta(days=1)).isoformat()
     for day, per_table in changes.days.items():
         key = day.isoformat() if isinstance(day, date) else day
-        if not isinstance(day, date) or key < first_key or key > tomorrow:
+        if not isinstance(day, date) or day < first or day > last + timedelta(days=1):
             unloadable[key] = per_table
-        elif key > last_key:
+        elif day > last:
             ahead[key] = per_table
         else:
             loadable.days[day] = per_table
     return loadable, ahead, unloadable
+
+
+def days_already_loaded(instance: dg.DagsterInstance) -> set[str]:
+    """Days some raw table has materialized: the partitions of a deployment upgraded from calendar partitions."""
+    return {k for t in TABLES for k in instance.get_materialized_partitions(dg.AssetKey(["raw", t.name]))}
+
+
+def new_partitions(instance: dg.DagsterInstance | None, days: list[date]) -> tuple[list[str], list[str]]:
+    """(the partitions' order once ``days`` are added, the keys to add): new days sorted, after the existing."""
+    existing = list(instance.get_dynamic_partitions(CHANGE_DAYS.name)) if instance is not None else []
+    if instance is not None and not existing:  # first tick, or the first since an upgrade: what is loaded counts
+        days = [*days, *(date.fromisoformat(k) for k in days_already_loaded(instance))]
+    have = set(existing)
+    new = sorted({d.isoformat() for d in days} - have)
+    return existing + new, new
 
 
 @dg.sensor(
@@ -175,20 +181,22 @@ def split_by_partition(changes: Changes, first_key: str, last_key: str) -> tuple
 def oltp_changes_sensor(context: dg.SensorEvaluationContext, oltp: OltpPostgresResource):
     previous = json.loads(context.cursor) if context.cursor else None
     changes = scan(oltp, previous)
-    first, last = DAILY.get_first_partition_key(), DAILY.get_last_partition_key()
-    loadable, ahead, unloadable = split_by_partition(changes, first, last)
+    last = last_day()
+    loadable, ahead, unloadable = split_by_partition(changes, FIRST_DAY, last)
     if unloadable:  # per day: table -> [rows, deletes]; matches_oltp names their keys, repair_warehouse restamps them
-        context.log.error(f"changes stamped outside the change days {first}..{last} cannot be loaded: {unloadable}")
+        context.log.error(f"changes stamped outside the change days {FIRST_DAY}..{last} cannot be loaded: {unloadable}")
     skip = None
     if previous is None and context.instance is not None:  # first tick: days already loaded need no run
         skip = {t: set(context.instance.get_materialized_partitions(dg.AssetKey(["raw", t]))) for t in loadable.tables}
-    requests = run_requests(loadable, skip, per_day_checks(context), with_downstream(context))
+    order, new = new_partitions(context.instance, list(loadable.days))
+    requests = run_requests(loadable, skip, per_day_checks(context), with_downstream(context), order)
+    added = [CHANGE_DAYS.build_add_request(new)] if new else []
     # changes on a day that is not a partition yet: read them again next tick (the cursor stays where it was)
     cursor = json.dumps(changes.cursor if not ahead else {SNAPSHOT: changes.since})
     if ahead:
-        context.log.warning(f"changes on days after the last partition {last}, read again next tick: {ahead}")
+        context.log.warning(f"changes on days after today {last}, read again next tick: {ahead}")
     if not requests:
         reason = "no new OLTP changes" + (" to load" if changes.days else "")
-        return dg.SensorResult(skip_reason=dg.SkipReason(reason), cursor=cursor)
+        return dg.SensorResult(skip_reason=dg.SkipReason(reason), cursor=cursor, dynamic_partitions_requests=added)
     context.log.info(f"new OLTP changes: {loadable.summary()}")
-    return dg.SensorResult(run_requests=requests, cursor=cursor)
+    return dg.SensorResult(run_requests=requests, cursor=cursor, dynamic_partitions_requests=added)

@@ -7,6 +7,7 @@ import dagster as dg
 
 from platform_assets.jobs import incremental_job
 from platform_assets.marts.assets import mart_freshness_checks
+from platform_assets.partitions import add_days
 from platform_assets.warehouse.checks import freshness_checks
 
 
@@ -22,6 +23,7 @@ def daily_schedule(context: dg.ScheduleEvaluationContext) -> dg.RunRequest:
     """Every night, the day that just ended in full: a safety net under the change sensor (e.g. a sensor that was
     switched off). Today's partition is the sensor's; the schedule takes the day before its tick."""
     day = (context.scheduled_execution_time.astimezone(UTC) - timedelta(days=1)).date().isoformat()
+    add_days(context.instance, [day])  # a schedule cannot return partitions to add, as a sensor does
     return dg.RunRequest(run_key=f"daily_changes:{day}", partition_key=day)
 
 

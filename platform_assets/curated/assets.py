@@ -16,7 +16,7 @@ from platform_assets.catalog import DELETED_COLUMN, TABLES, Table
 from platform_assets.column_lineage import same_columns_lineage
 from platform_assets.curated import transforms
 from platform_assets.metadata import OWNERS, code_version, column_schema, describe, node_tags, timing
-from platform_assets.partitions import DAILY, ON_NEW_PARENT, SINGLE_RUN, days_of
+from platform_assets.partitions import CHANGE_DAYS, ON_NEW_PARENT, SINGLE_RUN, days_of
 from platform_assets.paths import curated_prefix
 from platform_assets.retries import retried_if_transient
 from resources.k8s_batch import K8sBatchResource
@@ -52,7 +52,7 @@ def _spec(table: Table) -> dict:
             f"warehouse can drop them. Written to `curated/{table.name}/change_date=<day>/`.",
             table,
         ),
-        "partitions_def": DAILY,
+        "partitions_def": CHANGE_DAYS,
         "backfill_policy": SINGLE_RUN,
         "automation_condition": ON_NEW_PARENT,
     }

@@ -10,15 +10,15 @@ from __future__ import annotations
 
 import sys
 import time
-from datetime import datetime
+from datetime import date
 
 from dagster_pipes import PipesS3MessageWriter, open_dagster_pipes
 
 from platform_assets.curated import transforms
 from platform_assets.metadata import timing
-from platform_assets.partitions import days_between
 from platform_assets.paths import curated_prefix
 from resources.environments import object_store_resource, spark_resource
+from resources.k8s_batch import CHANGE_DAYS_EXTRA
 from resources.settings import platform_env
 
 
@@ -32,19 +32,15 @@ def main(name: str) -> None:
     ):
         started = time.perf_counter()
         pipes.log.info(f"building curated/{name} with Spark {spark.session.version}")
-        window = pipes.partition_time_window  # the run's change days
-        days = days_between(datetime.fromisoformat(window["start"]), datetime.fromisoformat(window["end"]))
-        transforms.build(spark.session, store, name, days)
-        prefixes = [curated_prefix(name, d) for d in days]
+        days = [date.fromisoformat(d) for d in pipes.get_extra(CHANGE_DAYS_EXTRA)]  # a backfill's range too
+        built = transforms.build(spark.session, store, name, days)
+        prefixes = [curated_prefix(name, d) for d, has_rows in built.items() if has_rows]
         seconds = time.perf_counter() - started
+        rows, size = sum(store.parquet_rows(p) for p in prefixes), sum(store.prefix_bytes(p) for p in prefixes)
+        path = {"path": {"raw_value": store.s3_uri(prefixes[0]), "type": "path"}} if prefixes else {}
+        pipes.log.info(f"curated/{name}: {len(prefixes)} of {len(days)} day(s) had changes")
         pipes.report_asset_materialization(
-            metadata={
-                **timing(
-                    sum(store.parquet_rows(p) for p in prefixes), sum(store.prefix_bytes(p) for p in prefixes), seconds
-                ),
-                "path": {"raw_value": store.s3_uri(prefixes[0]), "type": "path"},
-                **spark.provenance(),
-            }
+            metadata={**timing(rows, size, seconds), "days": len(days), **path, **spark.provenance()}
         )
 
 

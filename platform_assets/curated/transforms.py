@@ -106,11 +106,11 @@ def build_days(spark: SparkSession, store, table: Table, days: list[date]) -> di
     return {d: f is not None for d, f in per_day.items()}
 
 
-def build(spark: SparkSession, store, name: str, days: list[date]) -> None:
+def build(spark: SparkSession, store, name: str, days: list[date]) -> dict[date, bool]:
     """Build one curated table for ``days``: the whole job of a curated asset, wherever Spark runs. ``store`` is
-    the object store resource (keys, s3a URIs, deletes)."""
+    the object store resource (keys, s3a URIs, deletes). Which days had changes."""
     if name not in TABLES_BY_NAME:
         raise KeyError(f"{name!r} is not a catalog table; known: {sorted(TABLES_BY_NAME)}")
     if not days:
         raise ValueError(f"curated table {name} is built per change day: give the days to build")
-    build_days(spark, store, TABLES_BY_NAME[name], days)
+    return build_days(spark, store, TABLES_BY_NAME[name], days)

@@ -13,7 +13,7 @@ import dagster as dg
 from platform_assets.catalog import DELETED_COLUMN, MODELS, TABLES, Model, Table
 from platform_assets.column_lineage import same_columns_lineage, sql_column_lineage
 from platform_assets.metadata import CHECK_SECONDS, OWNERS, code_version, column_schema, describe, node_tags, timing
-from platform_assets.partitions import DAILY, ON_ANY_INPUT_UPDATE, ON_NEW_PARENT, SINGLE_RUN, days_of, span
+from platform_assets.partitions import CHANGE_DAYS, ON_ANY_INPUT_UPDATE, ON_NEW_PARENT, SINGLE_RUN, days_of, span
 from platform_assets.paths import curated_prefix
 from platform_assets.retries import permanent, retried_if_transient
 from platform_assets.warehouse.checks import RECONCILE, UNIQUE, reconcile_check, unique_check, warehouse_asset_checks
@@ -30,7 +30,7 @@ from platform_assets.warehouse.load import (
     table_columns,
 )
 from platform_assets.warehouse.model_inputs import THROUGH, applied_through, input_days
-from platform_assets.warehouse.models import MODEL_SQL, apply_changes, rebuild
+from platform_assets.warehouse.models import MODEL_SQL, READ_CURRENT, apply_changes, rebuild
 from platform_assets.warehouse.reconcile import warehouse_latest_change
 from resources.clickhouse import ClickHouseResource
 from resources.object_store import ObjectStoreResource
@@ -74,7 +74,7 @@ def warehouse_table_asset(table: Table) -> dg.AssetsDefinition:
 
     @dg.asset(
         **_common(table),
-        partitions_def=DAILY,
+        partitions_def=CHANGE_DAYS,
         backfill_policy=SINGLE_RUN,
         automation_condition=ON_NEW_PARENT,
         code_version=code_version(
@@ -179,9 +179,15 @@ def warehouse_model_asset(model: Model) -> dg.AssetsDefinition:
         )
         started = time.perf_counter()
         check = unique_check(clickhouse, model, scope=result.scope)
+        # the UI's "Row count" is the table's: an incremental run that wrote 0 rows leaves 1,500 customers, not 0
+        live = clickhouse.scalar(
+            f"SELECT count() FROM {result.table} WHERE {DELETED_COLUMN} = 0 SETTINGS {READ_CURRENT}"
+        )
         return dg.MaterializeResult(
             metadata={
                 **_result_metadata(result),
+                "dagster/row_count": live,
+                "rows_written": result.rows,
                 "dagster/column_lineage": sql_column_lineage(spec.live(None)),
                 **lag_metadata(newest_change(clickhouse, [model.name])),
                 CHECK_SECONDS: round(time.perf_counter() - started, 3),
