@@ -35,7 +35,7 @@ import pytest
 import yaml
 
 from deploy.edge_stack import OLTP
-from deploy.sim import compute, gateway, images
+from deploy.sim import clickhouse_http, compute, gateway, images
 from deploy.sim import compute_containers as pod
 from deploy.sim import topology as sim
 from deploy.sim.docker_engine import DOCKER_CLIENT, DockerEngine, installed
@@ -158,12 +158,15 @@ def platform() -> Iterator[Platform]:
                             log=root / "webhook.out")  # fmt: skip
         topo.internet.hosts({UI_DOMAIN: sim.EDGE_PUBLIC_IP})  # the A record
         compute_engine = DockerEngine(f"{lab.prefix}-vps_2", images.docker_root() / "vps_2", topo.nodes["vps_2"])
-        tokens = operator.compute_env["SPARK_CONNECT_TOKEN"], operator.compute_env["JUPYTER_TOKEN"]
-        spark = pod.start(compute_engine, root / "vps_2" / "pod", tokens[0])
+        spark = pod.start(compute_engine, root / "vps_2" / "pod", operator.compute_env["SPARK_CONNECT_TOKEN"])
         engine = DockerEngine(f"{lab.prefix}-vps_1", images.docker_root() / "vps_1", topo.nodes[sim.EDGE])
         try:
-            pod.start_jupyter(spark, *tokens)
+            pod.start_jupyter(spark, operator.compute_env)
             edge, up = start_edge(engine, operator.stack, root / "disks", spark.ca, SETTINGS)
+            # vps_3's ClickHouse HTTP, served from the runs' warehouse folder by the stand-in (its users from vps_3's
+            # stack folder): what the notebooks on vps_2 query
+            clickhouse_http.start(topo.nodes["vps_3"], operator.warehouse_stack, edge.warehouse,
+                                  root / "clickhouse-http.log")  # fmt: skip
             seed(edge, SCALE_FACTOR)
             yield Platform(topo, engine, edge, spark, root, operator.dotenv, operator.password, webhook_log, up,
                            operator.compute_env)  # fmt: skip
