@@ -42,6 +42,7 @@ import yaml
 
 from deploy.clickhouse_config import SHARDS
 from deploy.sim.netns import Namespace, wait_for
+from deploy.sim.operator import secret_values
 from resources.topology import service
 
 # parameters of ClickHouse's HTTP handler that are not settings (clickhouse-connect's chDB backend drops the same)
@@ -92,7 +93,7 @@ class User:
 
 def server_environment(stack: Path) -> dict[str, str]:
     """Shard 1's container environment as compose gives it: ``${VAR:?…}`` from the stack's ``.env``."""
-    dotenv = dict(line.split("=", 1) for line in (stack / ".env").read_text().splitlines() if "=" in line)
+    dotenv = secret_values(stack / ".env")
     spec = yaml.safe_load((stack / "compose.yaml").read_text())["services"][SHARDS[0].host]["environment"]
 
     def interpolate(value: str) -> str:
