@@ -221,9 +221,17 @@ def cluster_options(folder: Path, config_dir: Path) -> dict[str, str]:
 
 
 def start(ns: Namespace, stack: Path, folder: Path, log: Path, timeout: float = 60) -> subprocess.Popen[bytes]:
-    """The server in ``ns`` (vps_3's namespace); returns once it listens. The namespace's lab ends it."""
-    proc = ns.popen(sys.executable, "-m", "deploy.sim.clickhouse_http", "--stack", str(stack), "--folder",
-                    str(folder), cwd=Path(__file__).resolve().parents[2], log=log)  # fmt: skip
+    """The server in ``ns`` (vps_3's namespace); returns once it listens. The namespace's lab ends it.
+
+    Entered with ``nsenter --net``, not ``ip netns exec``: that one mounts a fresh /sys without the cgroup
+    filesystem, and the engine then fails queries now and then with "Cannot find cgroups v1 or v2 current memory
+    file" (seen here on a refused CREATE)."""
+    argv = ["nsenter", f"--net=/run/netns/{ns.name}", sys.executable, "-m", "deploy.sim.clickhouse_http",
+            "--stack", str(stack), "--folder", str(folder)]  # fmt: skip
+    with log.open("ab") as out:
+        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                                start_new_session=True, cwd=Path(__file__).resolve().parents[2])  # fmt: skip
+    ns.lab.processes.append(proc)  # ended with the lab, as ns.popen's
 
     def serving() -> bool:
         if proc.poll() is not None:
