@@ -16,6 +16,10 @@ from resources.topology import service
 CLUSTER = "platform"  # the prod ClickHouse resource's CLICKHOUSE_CLUSTER
 USER = "platform"  # the prod ClickHouse resource's CLICKHOUSE_USER
 PASSWORD_ENV = "CLICKHOUSE_PLATFORM_PASSWORD"  # in the containers; from CLICKHOUSE_PASSWORD in the .env
+# The notebooks' user on vps_2 (Jupyter): reads every table, writes none, changes no setting (profile `readonly`)
+ANALYST_USER = "analyst"
+ANALYST_PASSWORD_ENV = "CLICKHOUSE_ANALYST_PASSWORD"  # the same name in the .env and in the containers
+READONLY_PROFILE = "readonly"
 CLUSTER_SECRET_ENV = "CLICKHOUSE_CLUSTER_SECRET"
 KEEPER_HOST = "clickhouse-keeper"
 KEEPER_RAFT_PORT = 9234  # container-internal: a single Keeper has no peers to reach it
@@ -85,8 +89,11 @@ def server_config(shard: Shard) -> str:
 
 
 def users_config(allowed_networks: list[str]) -> str:
-    """users.d/platform.xml: the application user with a password from the environment; ``default`` local only."""
+    """users.d/platform.xml: the application user and the analysts' read-only user, each with a password from the
+    environment; ``default`` local only."""
     root = ET.Element("clickhouse")
+    profile = _sub(_sub(root, "profiles"), READONLY_PROFILE)
+    _sub(profile, "readonly", 1)  # reads only: no INSERT, DDL or SET (a notebook cannot widen its own rights)
     users = _sub(root, "users")
     default = _sub(users, "default", replace="replace")
     _sub(default, "password")
@@ -104,6 +111,13 @@ def users_config(allowed_networks: list[str]) -> str:
     _sub(platform, "quota", "default")
     _sub(platform, "access_management", 1)
     _sub(platform, "named_collection_control", 1)
+    analyst = _sub(users, ANALYST_USER)
+    _sub(analyst, "password", from_env=ANALYST_PASSWORD_ENV)
+    net = _sub(analyst, "networks")
+    for cidr in allowed_networks:
+        _sub(net, "ip", cidr)
+    _sub(analyst, "profile", READONLY_PROFILE)
+    _sub(analyst, "quota", "default")
     return _render(root)
 
 

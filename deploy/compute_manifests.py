@@ -12,6 +12,9 @@ from __future__ import annotations
 from typing import Any
 
 from deploy import versions
+from deploy.clickhouse_config import ANALYST_PASSWORD_ENV, ANALYST_USER
+from deploy.object_store_identities import ANALYST
+from resources.environments import LAKE_BUCKET
 from resources.topology import NODES, PRIVATE_NETWORK, service
 
 NODE = "vps_2"
@@ -22,8 +25,17 @@ JUPYTER_IMAGE = f"platform/jupyter:{versions.JUPYTERLAB}-pyspark{versions.SPARK}
 POD_CIDR = "10.42.0.0/16"  # k3s default cluster CIDR
 SPARK_SECRET = "spark-connect"  # key `token`; created by Ansible from SPARK_CONNECT_TOKEN
 TLS_SECRET = "spark-connect-tls"  # tls.crt/tls.key; created by Ansible (self-signed, SAN = node IP + DNS)
-JUPYTER_SECRET = "jupyter"  # key `token`
-SECRET_KEYS = ["SPARK_CONNECT_TOKEN", "JUPYTER_TOKEN", "S3_ACCESS_KEY_ID", "S3_SECRET_ACCESS_KEY"]
+JUPYTER_SECRET = "jupyter"  # created by Ansible from the node's .env: key -> the .env variable it holds
+JUPYTER_SECRET_KEYS = {
+    "token": "JUPYTER_TOKEN",
+    "clickhouse-password": ANALYST_PASSWORD_ENV,  # the warehouse's read-only user
+    "s3-access-key-id": ANALYST.key_var,  # the object store's read-only identity for curated/
+    "s3-secret-access-key": ANALYST.secret_var,
+}
+SECRET_KEYS = ["SPARK_CONNECT_TOKEN", "JUPYTER_TOKEN", "S3_ACCESS_KEY_ID", "S3_SECRET_ACCESS_KEY",
+               *(v for v in JUPYTER_SECRET_KEYS.values() if v != "JUPYTER_TOKEN")]  # fmt: skip
+JUPYTER_HOME = "/home/jovyan"
+NOTEBOOKS = f"{JUPYTER_HOME}/notebooks"  # the notebooks the image ships (notebooks/ of this repository)
 SPARK_DNS = f"spark-connect.{NAMESPACE}.svc.cluster.local"
 FILES = [
     "namespace.yaml",
@@ -210,6 +222,7 @@ def spark_connect() -> list[dict[str, Any]]:
 
 def jupyter() -> list[dict[str, Any]]:
     port = service("jupyter").port
+    clickhouse = service("clickhouse-shard1-http")
     container = {
         "name": "jupyter",
         "image": JUPYTER_IMAGE,
@@ -220,18 +233,28 @@ def jupyter() -> list[dict[str, Any]]:
             "--ip=0.0.0.0",
             f"--port={port}",
             "--no-browser",
-            "--notebook-dir=/home/jovyan/work",
+            f"--notebook-dir={JUPYTER_HOME}",  # notebooks/ (shipped, the image's) and work/ (the volume)
         ],
         "env": [
             {"name": "SPARK_REMOTE", "value": f"sc://{SPARK_DNS}:{service('spark-connect').port}"},
             _secret_env("SPARK_CONNECT_AUTHENTICATE_TOKEN", SPARK_SECRET),  # read by the pyspark client
             {"name": "GRPC_DEFAULT_SSL_ROOTS_FILE_PATH", "value": "/tls/tls.crt"},
             _secret_env("JUPYTER_TOKEN", JUPYTER_SECRET),
+            # what the notebooks read with: the warehouse (ClickHouse shard 1's HTTP, any shard answers for the
+            # cluster) as its read-only user, and curated/ in the lake with a read-only key, through Spark
+            {"name": "CLICKHOUSE_HOST", "value": clickhouse.host},
+            {"name": "CLICKHOUSE_PORT", "value": str(clickhouse.port)},
+            {"name": "CLICKHOUSE_USER", "value": ANALYST_USER},
+            _secret_env("CLICKHOUSE_PASSWORD", JUPYTER_SECRET, "clickhouse-password"),
+            {"name": "S3_ENDPOINT_URL", "value": f"http://{service('object-store-s3').endpoint}"},
+            {"name": "S3_BUCKET", "value": LAKE_BUCKET},
+            _secret_env("S3_ACCESS_KEY_ID", JUPYTER_SECRET, "s3-access-key-id"),
+            _secret_env("S3_SECRET_ACCESS_KEY", JUPYTER_SECRET, "s3-secret-access-key"),
         ],
         "ports": [{"name": "http", "containerPort": port}],
         "resources": {"requests": {"cpu": "250m", "memory": "1Gi"}, "limits": {"cpu": "1", "memory": "2Gi"}},
         "volumeMounts": [
-            {"name": "work", "mountPath": "/home/jovyan/work"},
+            {"name": "work", "mountPath": f"{JUPYTER_HOME}/work"},
             {"name": "tls", "mountPath": "/tls", "readOnly": True},
         ],
         "readinessProbe": {"httpGet": {"path": "/api", "port": port}, "periodSeconds": 10},

@@ -11,11 +11,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from platform_assets.paths import LANDING
+from platform_assets.paths import LANDING, curated_prefix
 from resources.environments import LAKE_BUCKET
 
 BACKUP_BUCKET = "backups"
 COMPUTE_LOGS_PREFIX = "dagster/compute-logs"
+CURATED = curated_prefix("").rstrip("/")  # every curated table
 BUCKETS = (LAKE_BUCKET, BACKUP_BUCKET)
 
 
@@ -64,7 +65,14 @@ LOG_READER = S3Identity(
     _under(LAKE_BUCKET, COMPUTE_LOGS_PREFIX, "Read", "List"),
     f"Dagster's webserver: reads the runs' compute logs under {LAKE_BUCKET}/{COMPUTE_LOGS_PREFIX}/, writes nothing",
 )
-IDENTITIES = (PIPELINE, LANDING_WRITER, BACKUP_WRITER, LOG_READER)
+ANALYST = S3Identity(
+    "analyst",
+    "S3_ANALYST_ACCESS_KEY_ID",
+    "S3_ANALYST_SECRET_ACCESS_KEY",
+    _under(LAKE_BUCKET, CURATED, "Read", "List"),
+    f"Jupyter on vps_2 (the notebooks' Spark reads): reads {LAKE_BUCKET}/{CURATED}/, writes nothing",
+)
+IDENTITIES = (PIPELINE, LANDING_WRITER, BACKUP_WRITER, LOG_READER, ANALYST)
 
 
 def secret_variables() -> list[str]:

@@ -65,8 +65,9 @@ def images() -> dict[str, object]:
         image(edge["postgres-backup"]["image"], "deploy/vps_1/backup", **edge["postgres-backup"]["build"]["args"]),
         image(compute_manifests.SPARK_IMAGE, "deploy/vps_2/spark", SPARK_VERSION=versions.SPARK,
               HADOOP_VERSION=versions.SPARK_HADOOP),
+        # from the repository root: the image ships notebooks/ (its Dockerfile.dockerignore admits nothing else)
         image(compute_manifests.JUPYTER_IMAGE, "deploy/vps_2/jupyter", JUPYTERLAB_VERSION=versions.JUPYTERLAB,
-              PYSPARK_VERSION=versions.SPARK),
+              PYSPARK_VERSION=versions.SPARK) | {"context": src},
         # after the Dagster image it starts from: the batch pods run this commit's code
         {"tag": BATCH_IMAGE, "dockerfile": f"{src}/deploy/vps_2/spark-batch/Dockerfile", "context": src,
          "args": {"DAGSTER_IMAGE": "{{ dagster_image }}"}},

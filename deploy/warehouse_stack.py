@@ -10,7 +10,7 @@ from ipaddress import IPv4Network
 from typing import Any
 
 from deploy import versions
-from deploy.clickhouse_config import CLUSTER_SECRET_ENV, KEEPER_HOST, PASSWORD_ENV, SHARDS, Shard
+from deploy.clickhouse_config import ANALYST_PASSWORD_ENV, CLUSTER_SECRET_ENV, KEEPER_HOST, PASSWORD_ENV, SHARDS, Shard
 from deploy.compose_common import LOGGING, bind_volume, healthcheck, publish, require
 from resources.topology import PRIVATE_NETWORK, service
 
@@ -19,7 +19,7 @@ NETWORK = "clickhouse"
 NETWORK_SUBNET = IPv4Network("172.30.3.0/24")
 # .env keys; the container sees the password as CLICKHOUSE_PLATFORM_PASSWORD, away from the image entrypoint's
 # own CLICKHOUSE_PASSWORD handling
-SECRET_KEYS = ["CLICKHOUSE_PASSWORD", CLUSTER_SECRET_ENV]
+SECRET_KEYS = ["CLICKHOUSE_PASSWORD", CLUSTER_SECRET_ENV, ANALYST_PASSWORD_ENV]
 ULIMITS = {"nofile": {"soft": 262144, "hard": 262144}}
 
 
@@ -38,6 +38,7 @@ def _shard(shard: Shard) -> dict[str, Any]:
             "CLICKHOUSE_SKIP_USER_SETUP": "1",  # users come from users.d/platform.xml, not the entrypoint
             PASSWORD_ENV: require("CLICKHOUSE_PASSWORD"),
             CLUSTER_SECRET_ENV: require(CLUSTER_SECRET_ENV),
+            ANALYST_PASSWORD_ENV: require(ANALYST_PASSWORD_ENV),
         },
         "ports": [publish(f"{name}-http"), publish(f"{name}-native")],
         "volumes": [

@@ -188,15 +188,25 @@ def _listening(engine: DockerEngine, port: int) -> bool:
 JUPYTER = "jupyter"
 
 
-def start_jupyter(pod: ContainerPod, spark_token: str, jupyter_token: str, timeout: float = 120) -> str:
-    """The Jupyter Deployment beside the pod, as its manifest declares it (image and args, environment with the two
-    Secrets, user 1000 with ``fsGroup``, capabilities, the work volume, the CA from ``spark-connect-tls``), its
-    Service's port published on vps_2's private address; the Spark Connect Service's cluster name resolves to the
-    Spark pod (what cluster DNS does). Returns once the readiness probe (``GET /api``) passes, from the node."""
+def jupyter_secrets(node_env: dict[str, str]) -> dict[tuple[str, str], str]:
+    """The Secrets the Jupyter Deployment reads, ``(secret, key) -> value``, made from vps_2's ``.env`` as Ansible
+    makes them (site.yml: ``spark-connect`` and ``jupyter``, keys as ``compute_manifests`` declares them)."""
+    from deploy.compute_manifests import JUPYTER_SECRET, JUPYTER_SECRET_KEYS, SPARK_SECRET
+
+    secrets = {(SPARK_SECRET, "token"): node_env["SPARK_CONNECT_TOKEN"]}
+    return secrets | {(JUPYTER_SECRET, key): node_env[var] for key, var in JUPYTER_SECRET_KEYS.items()}
+
+
+def start_jupyter(pod: ContainerPod, node_env: dict[str, str], timeout: float = 120) -> str:
+    """The Jupyter Deployment beside the pod, as its manifest declares it (image and args, environment with its
+    Secrets' values from vps_2's ``.env``, user 1000 with ``fsGroup``, capabilities, the work volume, the CA from
+    ``spark-connect-tls``), its Service's port published on vps_2's private address; the Spark Connect Service's
+    cluster name resolves to the Spark pod (what cluster DNS does). Returns once the readiness probe (``GET /api``)
+    passes, from the node."""
     from deploy.compute_manifests import SPARK_DNS
 
     spec = container_spec("jupyter", "jupyter")
-    env, values = _env_args(spec, {("spark-connect", "token"): spark_token, ("jupyter", "token"): jupyter_token})
+    env, values = _env_args(spec, jupyter_secrets(node_env))
     mounts = {m["name"]: m["mountPath"] for m in spec["volumeMounts"]}
     pod_spec = deployment("jupyter")["spec"]["template"]["spec"]
     work = pod.folder / "jupyter-work"

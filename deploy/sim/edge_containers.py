@@ -56,6 +56,11 @@ class ContainerEdge:
     stack: Path  # the node's stack folder (Ansible's /opt/platform)
     root: Path  # what stands in for the node's disks
 
+    @property
+    def warehouse(self) -> Path:
+        """The in-process engine's folder on the node's disk (``CLICKHOUSE_DSN`` in the containers: :data:`CHDB`)."""
+        return self.root / "chdb" / Path(CHDB).relative_to(CHDB_MOUNT)
+
     def compose(self, *args: str, timeout: float = 900, check: bool = True) -> subprocess.CompletedProcess[str]:
         """``docker compose ARGS`` in the stack folder, variables from its ``.env`` only (as Ansible runs it)."""
         cmd = [compose_binary(), "-f", "compose.yaml", "-f", OVERRIDE, *args]
@@ -169,6 +174,7 @@ class OperatorStack:
     dotenv: dict[str, str]  # the .env Ansible wrote
     password: str  # the UI login's, printed once by `secret_env init`
     compute_env: dict[str, str]  # the .env Ansible wrote on vps_2 (its Kubernetes secrets are made from it)
+    warehouse_stack: Path  # vps_3's stack folder with its .env (the ClickHouse stand-in's users and passwords)
 
 
 def operator_stack(root: Path, extra_secrets: dict[str, str] | None = None) -> OperatorStack:
@@ -183,12 +189,12 @@ def operator_stack(root: Path, extra_secrets: dict[str, str] | None = None) -> O
     secrets_file, password = operator.operator_secrets(root, vpn_host=EDGE_PUBLIC_IP)
     with secrets_file.open("a") as out:
         out.writelines(f"{key}={value}\n" for key, value in (extra_secrets or {}).items())
-    stacks = operator.node_stacks(root, secrets_file, [EDGE, "vps_2"])
+    stacks = operator.node_stacks(root, secrets_file, [EDGE, "vps_2", "vps_3"])
     stack = stacks[EDGE]
     dotenv = operator.secret_values(stack / ".env")
     if dotenv["DAGSTER_IMAGE"] != tag:
         raise RuntimeError(f"Ansible wrote DAGSTER_IMAGE={dotenv['DAGSTER_IMAGE']}, the build tagged {tag}")
-    return OperatorStack(stack, dotenv, password, operator.secret_values(stacks["vps_2"] / ".env"))
+    return OperatorStack(stack, dotenv, password, operator.secret_values(stacks["vps_2"] / ".env"), stacks["vps_3"])
 
 
 def start_edge(

@@ -7,8 +7,11 @@ from xml.etree import ElementTree as ET
 import pytest
 
 from deploy import clickhouse_config as ch
+from deploy.compute_manifests import JUPYTER_SECRET, JUPYTER_SECRET_KEYS
+from deploy.sim.compute import container_spec
+from deploy.warehouse_stack import NETWORK_SUBNET
 from resources.environments import clickhouse_resource
-from resources.topology import service
+from resources.topology import PRIVATE_NETWORK, service
 from tests.deploy._helpers import DEPLOY, compose
 
 CH_DIR = DEPLOY / "vps_3" / "clickhouse"
@@ -49,6 +52,25 @@ def test_users_take_passwords_from_the_environment():
     assert {ip.text for ip in root.findall("users/default/networks/ip")} == {"::1", "127.0.0.1"}
     env = compose("vps_3")["services"]["clickhouse-shard1"]["environment"]
     assert env[ch.PASSWORD_ENV].startswith("${CLICKHOUSE_PASSWORD:?")  # the value vps_1's resource uses
+
+
+def test_the_analysts_user_reads_only_with_a_password_from_the_environment_and_jupyter_holds_it():
+    """Jupyter's notebooks query the warehouse as ``analyst``: a readonly profile (no INSERT, DDL or SET), its
+    password from the servers' environment, given to the Jupyter Deployment through its Secret, never as a value."""
+    root = _xml("users.d/platform.xml")
+    analyst = root.find(f"users/{ch.ANALYST_USER}")
+    assert analyst.find("password").get("from_env") == ch.ANALYST_PASSWORD_ENV and not analyst.findtext("password")
+    assert root.findtext(f"profiles/{analyst.findtext('profile')}/readonly") == "1"
+    assert {ip.text for ip in analyst.findall("networks/ip")} <= {str(PRIVATE_NETWORK), str(NETWORK_SUBNET)}
+    for shard in ch.SHARDS:
+        env = compose("vps_3")["services"][shard.host]["environment"]
+        assert env[ch.ANALYST_PASSWORD_ENV].startswith(f"${{{ch.ANALYST_PASSWORD_ENV}:?")
+    env = {e["name"]: e for e in container_spec("jupyter", "jupyter")["env"]}
+    assert env["CLICKHOUSE_USER"]["value"] == ch.ANALYST_USER
+    ref = env["CLICKHOUSE_PASSWORD"]["valueFrom"]["secretKeyRef"]
+    assert JUPYTER_SECRET_KEYS[ref["key"]] == ch.ANALYST_PASSWORD_ENV and ref["name"] == JUPYTER_SECRET
+    endpoint = f"{env['CLICKHOUSE_HOST']['value']}:{env['CLICKHOUSE_PORT']['value']}"
+    assert endpoint == service("clickhouse-shard1-http").endpoint
 
 
 def test_keeper_config():

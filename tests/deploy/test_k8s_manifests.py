@@ -11,9 +11,11 @@ import pytest
 import yaml
 
 from deploy import compute_manifests, versions
+from deploy.compute_manifests import JUPYTER_SECRET, JUPYTER_SECRET_KEYS, SECRET_KEYS
+from deploy.sim.compute import container_spec
 from resources.topology import NODES, PRIVATE_NETWORK, service
 from tests.deploy import _pod_security as pod_security
-from tests.deploy._helpers import MANIFESTS, manifests
+from tests.deploy._helpers import DEPLOY, MANIFESTS, manifests
 
 DOCS = [(f"{name}:{d['kind']}/{d['metadata']['name']}", d) for name, docs in manifests().items() for d in docs]
 
@@ -262,3 +264,15 @@ def test_the_dagster_role_allows_every_call_of_the_k8s_pipes_runner():
     assert ("create", "pods") in calls and ("get", "pods/log") in calls
     granted = {(v, r) for rule in _all("Role")[0]["rules"] for r in rule["resources"] for v in rule["verbs"]}
     assert calls <= granted, f"the Role lacks {sorted(calls - granted)}"
+
+
+def test_ansible_makes_every_key_of_the_jupyter_secret_from_its_variable():
+    """The Deployment reads these keys (the token, the warehouse's read-only password, the lake's read-only key);
+    site.yml creates the Secret from the node's .env, which holds each variable (inventory: secret_keys)."""
+    site = (DEPLOY / "ansible" / "site.yml").read_text()
+    created = re.search(r"create secret generic jupyter (.*?)--dry-run", site, re.S).group(1)
+    assert dict(re.findall(r'--from-literal=([\w-]+)="\$(\w+)"', created)) == JUPYTER_SECRET_KEYS
+    assert set(JUPYTER_SECRET_KEYS.values()) <= set(SECRET_KEYS)
+    refs = {e["valueFrom"]["secretKeyRef"]["key"] for e in container_spec("jupyter", "jupyter")["env"]
+            if e.get("valueFrom", {}).get("secretKeyRef", {}).get("name") == JUPYTER_SECRET}  # fmt: skip
+    assert refs == set(JUPYTER_SECRET_KEYS)

@@ -31,6 +31,7 @@ GRPC_OFFSET = 10000  # weed's gRPC port for each of its servers
 LAKE, BACKUPS, LOGS = LAKE_BUCKET, BACKUP_BUCKET, COMPUTE_LOGS_PREFIX
 MATRIX = [
     ("pipeline", "put", LAKE, "raw/orders/1998-08-03/part.parquet", True),
+    ("pipeline", "put", LAKE, "curated/orders/change_date=1998-08-03/part.parquet", True),
     ("pipeline", "put", LAKE, f"{LOGS}/run/step.out", True),
     ("pipeline", "put", LAKE, "landing/orders/1998-08-03/ok.parquet", True),
     ("pipeline", "get", LAKE, "raw/orders/1998-08-03/part.parquet", True),
@@ -65,6 +66,14 @@ MATRIX = [
     ("compute-log-reader", "get", LAKE, "raw/orders/1998-08-03/part.parquet", False),
     ("compute-log-reader", "list", LAKE, "", False),
     ("compute-log-reader", "get", BACKUPS, "postgres/oltp/x.dump", False),
+    ("analyst", "get", LAKE, "curated/orders/change_date=1998-08-03/part.parquet", True),
+    ("analyst", "list", LAKE, "curated/orders/", True),
+    ("analyst", "put", LAKE, "curated/orders/change_date=1998-08-03/forged.parquet", False),
+    ("analyst", "delete", LAKE, "curated/orders/change_date=1998-08-03/part.parquet", False),
+    ("analyst", "get", LAKE, "raw/orders/1998-08-03/part.parquet", False),
+    ("analyst", "get", LAKE, f"{LOGS}/run/step.out", False),
+    ("analyst", "list", LAKE, "", False),
+    ("analyst", "get", BACKUPS, "postgres/oltp/x.dump", False),
 ]
 
 PROBE = """

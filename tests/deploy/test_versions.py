@@ -70,6 +70,7 @@ def test_jupyter_client_matches_the_lock():
     assert _arg(jupyter, "PYSPARK_VERSION") == _locked("pyspark")
     assert _arg(jupyter, "PANDAS_VERSION") == _locked("pandas")
     assert _arg(jupyter, "PYARROW_VERSION") == _locked("pyarrow")
+    assert _arg(jupyter, "CLICKHOUSE_CONNECT_VERSION") == _locked("clickhouse-connect")  # the notebooks' warehouse
     assert _arg(jupyter, "JUPYTERLAB_VERSION") == versions.JUPYTERLAB
 
 

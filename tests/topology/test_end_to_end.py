@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -35,7 +36,7 @@ import pytest
 import yaml
 
 from deploy.edge_stack import OLTP
-from deploy.sim import compute, gateway, images
+from deploy.sim import clickhouse_http, compute, gateway, images
 from deploy.sim import compute_containers as pod
 from deploy.sim import topology as sim
 from deploy.sim.docker_engine import DOCKER_CLIENT, DockerEngine, installed
@@ -158,12 +159,15 @@ def platform() -> Iterator[Platform]:
                             log=root / "webhook.out")  # fmt: skip
         topo.internet.hosts({UI_DOMAIN: sim.EDGE_PUBLIC_IP})  # the A record
         compute_engine = DockerEngine(f"{lab.prefix}-vps_2", images.docker_root() / "vps_2", topo.nodes["vps_2"])
-        tokens = operator.compute_env["SPARK_CONNECT_TOKEN"], operator.compute_env["JUPYTER_TOKEN"]
-        spark = pod.start(compute_engine, root / "vps_2" / "pod", tokens[0])
+        spark = pod.start(compute_engine, root / "vps_2" / "pod", operator.compute_env["SPARK_CONNECT_TOKEN"])
         engine = DockerEngine(f"{lab.prefix}-vps_1", images.docker_root() / "vps_1", topo.nodes[sim.EDGE])
         try:
-            pod.start_jupyter(spark, *tokens)
+            pod.start_jupyter(spark, operator.compute_env)
             edge, up = start_edge(engine, operator.stack, root / "disks", spark.ca, SETTINGS)
+            # vps_3's ClickHouse HTTP, served from the runs' warehouse folder by the stand-in (its users from vps_3's
+            # stack folder): what the notebooks on vps_2 query
+            clickhouse_http.start(topo.nodes["vps_3"], operator.warehouse_stack, edge.warehouse,
+                                  root / "clickhouse-http.log")  # fmt: skip
             seed(edge, SCALE_FACTOR)
             yield Platform(topo, engine, edge, spark, root, operator.dotenv, operator.password, webhook_log, up,
                            operator.compute_env)  # fmt: skip
@@ -431,6 +435,125 @@ def test_the_run_ran_in_a_container_of_its_own_removed_after(agent: Platform, fi
     # it reached dagster-postgres by its service name: it ran on the stack's network
     # auto_remove: the container goes once the run's process has ended
     wait_for(lambda: agent.run_containers(first_lineage["run_id"]) == [], 120, "the run's container removed")
+
+
+NOTEBOOK = "notebooks/explore_lineage.ipynb"  # shipped in the Jupyter image, under its notebook dir
+# A notebook executed headless in a kernel of the Jupyter server, as the UI runs it: the notebook read through the
+# contents API, a kernel started with POST /api/kernels, each code cell sent as an execute_request over the kernel's
+# websocket channels, its outputs collected until the kernel is idle again; then the kernel is shut down.
+KERNEL_CLIENT = r"""
+import datetime, json, sys, urllib.request, uuid
+import websocket
+base, token, path, extra = sys.argv[1], sys.argv[2], sys.argv[3], json.loads(sys.argv[4])
+auth = {"Authorization": "token " + token}
+def api(method, url, body=None):
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(base + url, data=data, method=method,
+                                     headers={**auth, "Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=60) as response:
+        return json.loads(response.read() or b"null")
+notebook = api("GET", "/api/contents/" + path + "?type=notebook&content=1")["content"]
+cells = ["".join(c["source"]) for c in notebook["cells"] if c["cell_type"] == "code"] + extra
+kernel = api("POST", "/api/kernels", {"name": notebook["metadata"]["kernelspec"]["name"]})
+session = uuid.uuid4().hex
+ws = websocket.create_connection(base.replace("http", "ws", 1) + "/api/kernels/" + kernel["id"] + "/channels"
+                                 + "?session_id=" + session, header=["Authorization: token " + token], timeout=900)
+results = []
+try:
+    for code in cells:
+        msg_id = uuid.uuid4().hex
+        header = {"msg_id": msg_id, "username": "e2e", "session": session, "msg_type": "execute_request",
+                  "version": "5.3", "date": datetime.datetime.now(datetime.timezone.utc).isoformat()}
+        ws.send(json.dumps({"header": header, "parent_header": {}, "metadata": {}, "channel": "shell",
+                            "buffers": [], "content": {"code": code, "silent": False, "store_history": True,
+                                                       "user_expressions": {}, "allow_stdin": False,
+                                                       "stop_on_error": True}}))
+        outputs, status, idle = [], None, False
+        while status is None or not idle:
+            msg = json.loads(ws.recv())
+            if msg.get("parent_header", {}).get("msg_id") != msg_id:
+                continue
+            kind = msg["msg_type"]
+            if kind == "execute_reply":
+                status = msg["content"]["status"]
+            elif kind == "status":
+                idle = msg["content"]["execution_state"] == "idle"
+            elif kind in ("stream", "display_data", "execute_result", "error"):
+                outputs.append({"output_type": kind, **msg["content"]})
+        results.append({"status": status, "outputs": outputs})
+        if status != "ok":
+            break
+finally:
+    ws.close()
+    api("DELETE", "/api/kernels/" + kernel["id"])
+print(json.dumps(results))
+"""
+# run after the notebook in the same kernel: what its credentials may not do
+WRITES_REFUSED = """
+for target, write in {
+    "warehouse": lambda: warehouse.command("CREATE TABLE default.probe (x UInt8) ENGINE = Memory"),
+    "lake": lambda: spark.range(1).write.mode("overwrite").parquet(f"{lake}/curated/probe/"),
+}.items():
+    try:
+        write()
+        print(target, "written")
+    except Exception as e:
+        print(target, "refused:", str(e)[:300].replace("\\n", " "))
+"""
+NOTEBOOK_COUNTS = re.compile(r"^(\w+): curated (\d+) rows, warehouse (\d+) rows$", re.M)
+WAREHOUSE_COUNTS = (
+    "import json, sys\nfrom resources.environments import clickhouse_resource\n"
+    "ch = clickhouse_resource('prod')\n"  # as the runs open it: CLICKHOUSE_DSN, the cluster
+    "print(json.dumps({t: ch.scalar(f'SELECT count() FROM warehouse.{t} FINAL') for t in sys.argv[1:]}))"
+)
+
+
+def _text(outputs: list[dict]) -> str:
+    return "".join(o["text"] for o in outputs if o["output_type"] == "stream" and o["name"] == "stdout")
+
+
+def test_the_shipped_notebook_runs_in_jupyters_kernel_on_vps_2_and_matches_the_warehouse(
+    agent: Platform, first_lineage: dict
+):
+    """Jupyter on vps_2 answers the VPC and the VPN, not the internet. The notebook its image ships, executed in a
+    kernel of that server from another node, reads curated Parquet through Spark Connect and the warehouse through
+    vps_3's ClickHouse HTTP as the read-only user: the row counts it prints equal the warehouse's (counted here on
+    the runs' engine), its plot cell draws a PNG, and its credentials can write neither the warehouse nor the
+    lake."""
+    p = agent
+    jupyter = f"{p.topo.address_of('vps_2')}:{service('jupyter').port}"
+    probe = f"{jupyter}/tcp"
+    assert gateway.reachable(p.topo.nodes["vps_3"], probe) == {probe}  # the VPC
+    assert gateway.reachable(p.topo.internet, probe) == {probe}  # the agent's VPN tunnel
+    public = f"{sim.EDGE_PUBLIC_IP}:{service('jupyter').port}/tcp"
+    assert gateway.reachable(p.topo.internet, public) == set()  # the only address the internet has
+
+    wait_for(lambda: _idle(p), 600, "runs in progress to finish", interval=5)  # the warehouse opens in one process
+    started = time.monotonic()
+    out = p.topo.nodes["vps_3"].run(
+        sys.executable, "-c", KERNEL_CLIENT, f"http://{jupyter}", p.compute_env["JUPYTER_TOKEN"], NOTEBOOK,
+        json.dumps([WRITES_REFUSED]), timeout=1200, check=False,
+    )  # fmt: skip
+    assert out.returncode == 0, (out.stdout + out.stderr)[-4000:]
+    cells = json.loads(out.stdout.splitlines()[-1])
+    print(f"\nthe notebook ran in Jupyter's kernel in {time.monotonic() - started:.0f} s")
+    failed = [c for c in cells if c["status"] != "ok"]
+    assert not failed, json.dumps(failed)[-4000:]
+    *notebook, probe_cell = cells
+    executed = json.loads((REPO / NOTEBOOK).read_text())  # kept beside the module's logs, outputs and all
+    for cell, ran in zip([c for c in executed["cells"] if c["cell_type"] == "code"], notebook, strict=True):
+        cell["outputs"] = [{k: v for k, v in o.items() if k != "transient"} for o in ran["outputs"]]
+    (p.root / Path(NOTEBOOK).name).write_text(json.dumps(executed, indent=1))
+    stdout = _text([o for c in notebook for o in c["outputs"]])
+    printed = {t: (int(curated), int(loaded)) for t, curated, loaded in NOTEBOOK_COUNTS.findall(stdout)}
+    assert set(printed) == {"customer", "orders", "lineitem"}, stdout
+    counted = p.in_image(WAREHOUSE_COUNTS, *printed)
+    assert printed == {t: (n, n) for t, n in counted.items()} and min(counted.values()) > 0, (printed, counted)
+    images = [o for c in notebook for o in c["outputs"] if "image/png" in o.get("data", {})]
+    assert images and images[-1] in notebook[-1]["outputs"], "the plot cell produced no image/png output"
+    refused = _text(probe_cell["outputs"])
+    assert "warehouse refused:" in refused and "READONLY" in refused, refused
+    assert "lake refused:" in refused and "written" not in refused, refused
 
 
 def _run_status(p: Platform, run_id: str) -> str:
