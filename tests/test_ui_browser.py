@@ -284,7 +284,8 @@ def test_materialize_warehouse_model_and_its_mart_from_the_ui(ui, page, seeded):
 
 
 # The JSON dialog's text: the block under its title that holds the pretty-printed JSON
-SHOWN_TEXT = """d => [...d.querySelectorAll('div, pre, code')].map(e => e.textContent.trim()).find(t => t.startsWith('['))"""
+SHOWN_TEXT = """d => [...d.querySelectorAll('div, pre, code')]
+  .map(e => e.textContent.trim()).find(t => t.startsWith('['))"""
 
 
 def test_the_marts_column_lineage_is_on_its_materialization(ui, page):
