@@ -16,9 +16,10 @@ from __future__ import annotations
 import shutil
 import statistics
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from benchmarks import day_account
 from benchmarks.common import bench_dir, oltp
 from benchmarks.ours import SIMULATION_SEED, _changed_rows
 
@@ -36,6 +37,8 @@ class Round:
     commit_to_marts_s: float
     tick_to_marts_s: float
     runs: list[dict[str, Any]]  # per run: job, startup_s (launch → first step), run_s (launch → end)
+    # tick → marts charged to phases, engine work and ours (benchmarks.day_account)
+    account: dict[str, float] = field(default_factory=dict)
 
     @property
     def startups(self) -> list[float]:
@@ -52,6 +55,7 @@ def _empty_lake() -> None:
 
 
 def _round(deployment, kind: str, day: str, committed: float, rows: int, timeout: float) -> Round:
+    from benchmarks.day_account import account, run_phases
     from deploy.local.daemon import materialized_at, run_times, step_seconds
 
     settled = deployment.settle(committed, timeout=timeout)
@@ -73,6 +77,9 @@ def _round(deployment, kind: str, day: str, committed: float, rows: int, timeout
         commit_to_marts_s=marts - committed,
         tick_to_marts_s=marts - tick,
         runs=[_run_entry(t, step_seconds(deployment.instance, t.run_id)) for t in times],
+        account=account(
+            tick, marts, [run_phases(deployment.instance, t.run_id, t.created, t.launched, t.ended) for t in times]
+        ).as_dict(),
     )
 
 
@@ -168,6 +175,10 @@ def render(result: dict[str, Any], in_process: dict[str, Any] | None = None) -> 
         lines.append(f"| {label} | {v['n']} | {v['rows_changed_p50']:,.0f} | " + " | ".join(cells) + " |")
     st = s["run_startup_s"]
     lines.append(f"\nrun start-up (launch → first step), {st['n']} runs: p50 {st['p50']:.1f} s, max {st['max']:.1f} s")
+    for kind in ("simulated day", "wall clock", "full load"):
+        accounts = [r["account"] for r in result.get("rounds", []) if r["kind"] == kind and r.get("account")]
+        if accounts:
+            lines.append("\n" + day_account.render(kind, accounts))
     if in_process:
         day = f", a {result['change_rate'] * 100:g} % day {in_process['day_s']:.1f} s" if in_process["day_s"] else ""
         lines.append(f"in-process (one warm process, no daemon: not what users get): the full load's run "

@@ -7,9 +7,12 @@ import os
 import subprocess
 import sys
 import time
+from dataclasses import asdict
 from pathlib import Path
 
-from benchmarks import report
+import dagster as dg
+
+from benchmarks import day_account, report
 from benchmarks.measure import Measured, tree_rss
 
 
@@ -144,8 +147,15 @@ def test_the_deployed_path_table_reports_p50_and_max_per_kind_of_round() -> None
     assert day["n"] == 3 and day["commit_to_tick_s_p50"] == 10.0 and day["commit_to_tick_s_max"] == 30.0
     assert day["tick_to_marts_s_p50"] == 11.0 and day["commit_to_marts_s_max"] == 40.0
     assert summary["run_startup_s"] == {"n": 6, "p50": 1.5, "max": 4.0}
-    table = render({"scale_factor": 0.01, "change_rate": 0.01, "sensor_interval_s": 30, "summary": summary},
-                   {"full_load_s": 50.0, "day_s": 12.5})  # fmt: skip
+    for r, engine in zip(rounds[1:4], (2.0, 4.0, 3.0), strict=True):  # the days' accounts: engine work 3 s of 10
+        busy = _phases(0.0, 1.0, 2.0, 9.0, 10.0, engine_s=engine, asset_steps_s=7.0)
+        r.account = day_account.account(0.0, 10.0, [busy]).as_dict()
+    table = render({"scale_factor": 0.01, "change_rate": 0.01, "sensor_interval_s": 30, "summary": summary,
+                    "rounds": [asdict(r) for r in rounds]}, {"full_load_s": 50.0, "day_s": 12.5})  # fmt: skip
+    assert "| where a simulated day's time goes (median of 3) | s | share |" in table
+    assert "| · engine work (DuckDB, Spark, ClickHouse as recorded) | 3.0 | 30% |" in table
+    assert "| not engine work nor checks (ours and Dagster's) | 7.0 | 70% |" in table
+    assert "full load's time" not in table  # no account recorded for it
     assert "| simulated day (p50 / max) | 3 | 2,000 | 10.0 / 30.0 | 11.0 / 31.0 |" in table
     assert "| full load | 1 | 2,000 | 3.0 | 4.0 | 5.0 | 23.0 | 20.0 |" in table
     assert "in-process" in table and "12.5 s" in table
@@ -185,3 +195,54 @@ def test_the_commit_to_compare_is_checked_out_beside_the_working_tree() -> None:
         assert tree.python == sys.executable  # same requirements.lock: this interpreter, PYTHONPATH on its tree
     finally:
         subprocess.run(["git", "worktree", "remove", "--force", str(tree.path)], cwd=REPO_ROOT, check=True)
+
+
+def _phases(created, launched, first, last, ended, **steps) -> day_account.RunPhases:
+
+    return day_account.RunPhases(created, launched, first, last, ended, **steps)
+
+
+def test_a_rounds_time_is_charged_once_to_the_runs_phases_and_the_gaps_between_them() -> None:
+    """A change run, a wait for the automation's tick, an automation run: every second of tick → marts charged
+    once, the steps split into engine work, checks and the rest."""
+
+    change = _phases(0.0, 0.5, 2.5, 8.0, 8.5, engine_s=3.0, in_step_checks_s=0.5, asset_steps_s=5.0, check_steps_s=0.5)
+    automation = _phases(12.0, 12.3, 14.0, 17.0, 17.4, engine_s=1.5, asset_steps_s=2.5, check_steps_s=0.5)
+    got = day_account.account(0.0, 17.0, [change, automation])
+    want = {"between runs": 3.5, "steps": 8.5, "start-up": 3.7, "run end": 0.5, "queued": 0.8}
+    assert {k: round(v, 6) for k, v in got.timeline_s.items()} == want
+    assert sum(got.timeline_s.values()) == got.wall_s == 17.0
+    assert [round(x, 6) for x in (got.engine_s, got.checks_s, got.steps_rest_s, got.ours_s)] == [4.5, 1.5, 2.5, 11.0]
+
+
+def test_overlapping_runs_are_charged_once_and_their_steps_work_scaled_to_the_time_in_steps() -> None:
+
+    a = _phases(0.0, 0.0, 0.0, 4.0, 4.0, engine_s=4.0, asset_steps_s=4.0)
+    b = _phases(1.0, 2.0, 3.0, 6.0, 6.0, engine_s=3.0, asset_steps_s=3.0)  # queued and starting while a works
+    got = day_account.account(0.0, 6.0, [a, b])
+    assert got.timeline_s["steps"] == 6.0 and sum(got.timeline_s.values()) == 6.0
+    assert abs(got.engine_s - 6.0) < 1e-9 and got.steps_rest_s == 0.0
+
+
+def test_a_runs_phases_come_from_its_event_log_with_each_materializations_engine_seconds() -> None:
+    import dagster as dg
+
+    from platform_assets.metadata import CHECK_SECONDS
+
+    @dg.asset
+    def table() -> dg.MaterializeResult:
+        time.sleep(0.3)
+        return dg.MaterializeResult(metadata={"seconds": 0.25, CHECK_SECONDS: 0.05})
+
+    @dg.asset_check(asset=table)
+    def nonempty():
+        time.sleep(0.2)
+        return dg.AssetCheckResult(passed=True)
+
+    with dg.instance_for_test() as instance:
+        result = dg.materialize([table, nonempty], instance=instance)
+        record = instance.get_run_record_by_id(result.run_id)
+        got = day_account.run_phases(instance, result.run_id, 0.0, 0.0, record.end_time)
+    assert (got.engine_s, got.in_step_checks_s) == (0.25, 0.05)
+    assert got.asset_steps_s >= 0.3 and got.check_steps_s >= 0.2
+    assert got.first_step is not None and got.first_step < got.last_step_end <= got.ended
