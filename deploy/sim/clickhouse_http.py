@@ -171,7 +171,8 @@ def handler(warehouse: Warehouse, known: dict[str, User]) -> type[BaseHTTPReques
                 name, password = self.headers["X-ClickHouse-User"], self.headers.get("X-ClickHouse-Key", "")
             auth = self.headers.get("Authorization", "")
             if auth.startswith("Basic "):
-                name, _, password = base64.b64decode(auth[6:]).decode().partition(":")
+                basic = base64.b64decode(auth.removeprefix("Basic ")).decode()
+                name, _, password = basic.partition(":")
             user = known.get(name)
             return user if user and user.admits(password, self.client_address[0]) else None
 

@@ -29,7 +29,8 @@ conn.close()
 """
 CLIENT = """
 import json, sys, clickhouse_connect
-host, port, user, password = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
+_, host, port, user, password = sys.argv
+port = int(port)
 out = {}
 try:
     client = clickhouse_connect.get_client(host=host, port=port, username=user, password=password)
