@@ -95,6 +95,12 @@ def main(argv: list[str] | None = None) -> int:
         help="the deployed path of COMMIT and of the working tree side by side, alternating, with ratios",
     )
     parser.add_argument("--rounds", type=int, default=2, help="with --against: benches of each tree (default 2)")
+    parser.add_argument(
+        "--dagster-storage",
+        choices=("sqlite", "postgres"),
+        default="sqlite",
+        help="the deployed path's instance storage: SQLite files (make dev's, the default) or PostgreSQL (vps_1's)",
+    )
     args = parser.parse_args(argv)
     load_environment()
     sf = args.sf
@@ -102,6 +108,8 @@ def main(argv: list[str] | None = None) -> int:
         forwarded = ["--sf", f"{sf:g}", "--days", str(args.days), "--wall-clock", str(args.wall_clock)]
         if args.change_rate != 0.01:
             forwarded += ["--change-rate", str(args.change_rate)]
+        if args.dagster_storage != "sqlite":  # a commit from before the option only benches SQLite
+            forwarded += ["--dagster-storage", args.dagster_storage]
         return against.main(args.against, args.rounds, forwarded)
     started = time.perf_counter()
     _log(f"SF={sf:g}, data folder {bench_dir().parent}, {os.cpu_count()} cores")
@@ -144,7 +152,11 @@ def main(argv: list[str] | None = None) -> int:
         r = inc.result
         _log(f"incremental: the day {r['wall_s']:.1f} s; simulating it in the OLTP (not timed) {r['simulate_s']:.1f} s")
     # last, alone on the machine: the deployment's own processes do the work (its own bucket and warehouse)
-    on_daemon = None if args.skip_deployed else deployed.measure(sf, args.days, args.wall_clock, args.change_rate)
+    on_daemon = (
+        None
+        if args.skip_deployed
+        else deployed.measure(sf, args.days, args.wall_clock, args.change_rate, args.dagster_storage)
+    )
 
     rows = report.stage_rows(ours, refs)
     e2e_summary = report.end_to_end(e2e, rows)
@@ -197,7 +209,7 @@ def only_deployed(args: argparse.Namespace, started: float) -> int:
     """``--only-deployed``: the deployed path alone, on the OLTP as it stands (seeded at ``--sf`` if it is not)."""
     sf = args.sf
     seed = measure("seed", sf) if args.reseed or not seeded_at(sf) else None
-    on_daemon = deployed.measure(sf, args.days, args.wall_clock, args.change_rate)
+    on_daemon = deployed.measure(sf, args.days, args.wall_clock, args.change_rate, args.dagster_storage)
     print("\n" + deployed.render(on_daemon), flush=True)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     path = bench_dir() / f"bench-deployed-sf{sf:g}-{stamp}.json"

@@ -87,3 +87,27 @@ def test_full_lineage_on_postgres_storage_via_cli(postgres_instance_home, oltp, 
     log_text += proc.stdout + proc.stderr
     for name in SECRETS:
         assert os.environ[name] not in log_text, f"{name} leaked into logs"
+
+
+def test_the_deployed_bench_can_keep_its_instance_in_postgres_as_vps_1_does(oltp):
+    """``make bench BENCH_ARGS='--dagster-storage postgres'``: the local deployment's dagster.yaml puts runs and
+    events in a fresh database of the local PostgreSQL (dagster-postgres, vps_1's storage), none in SQLite files."""
+    from benchmarks.deployed import DAGSTER_DB, dagster_database
+    from deploy.local.daemon import instance_yaml
+
+    @dg.asset
+    def probe() -> int:
+        return 1
+
+    home = TEST_DATA / "dagster-bench-pg"
+    home.mkdir(parents=True, exist_ok=True)
+    (home / "dagster.yaml").write_text(instance_yaml(dagster_database(oltp)))
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        run_id = dg.materialize([probe], instance=instance).run_id
+        assert type(instance.event_log_storage).__name__ == "PostgresEventLogStorage"
+    with dg.DagsterInstance.from_config(str(home)) as again:  # another process's view: the same server's rows
+        assert again.get_run_by_id(run_id).is_success and again.get_latest_materialization_event(probe.key)
+    assert not list(home.rglob("*.db")), "an instance on PostgreSQL wrote SQLite files"
+    dagster_database(oltp)  # made afresh: the next bench starts from no runs
+    with dg.DagsterInstance.from_config(str(home)) as fresh:
+        assert fresh.get_run_by_id(run_id) is None, f"{DAGSTER_DB} kept the last bench's runs"

@@ -20,6 +20,7 @@ from typing import IO, Any
 
 import dagster as dg
 import requests
+import yaml
 
 from platform_assets import CODE_LOCATION
 from resources.settings import LOCAL_INSTANCE_YAML, REPO_ROOT
@@ -85,14 +86,30 @@ class Settled:
         return self.changes + self.automated
 
 
+def instance_yaml(postgres_db: dict[str, Any] | None = None) -> str:
+    """The local instance's ``dagster.yaml``; with ``postgres_db`` (dagster-postgres's ``postgres_db`` settings) its
+    runs, events and schedules in PostgreSQL, as vps_1 keeps them, instead of SQLite files under the home."""
+    if postgres_db is None:
+        return LOCAL_INSTANCE_YAML
+    return LOCAL_INSTANCE_YAML + yaml.safe_dump({"storage": {"postgres": {"postgres_db": postgres_db}}})
+
+
 class LocalDeployment:
     """Webserver and daemon on ``home`` (a fresh ``dagster.yaml``: runs queued, one at a time, as ``make dev``).
 
-    ``env`` is added to this process's environment for both (and so for the code server and every run process).
+    ``env`` is added to this process's environment for both (and so for the code server and every run process);
+    ``postgres_db`` puts the instance's storage in PostgreSQL (:func:`instance_yaml`).
     """
 
-    def __init__(self, home: Path, env: dict[str, str] | None = None, port: int | None = None):
+    def __init__(
+        self,
+        home: Path,
+        env: dict[str, str] | None = None,
+        port: int | None = None,
+        postgres_db: dict[str, Any] | None = None,
+    ):
         self.home = home
+        self.postgres_db = postgres_db
         self.env = {**os.environ, **(env or {}), "DAGSTER_HOME": str(home)}
         self.url = f"http://127.0.0.1:{port or free_port()}"
         self._procs: list[subprocess.Popen] = []
@@ -115,8 +132,8 @@ class LocalDeployment:
         from dagster._core.instance.ref import InstanceRef
 
         self.home.mkdir(parents=True, exist_ok=True)
-        (self.home / "dagster.yaml").write_text(LOCAL_INSTANCE_YAML)
-        # the SQLite storages created here, once: a webserver and a daemon creating them at the same moment race
+        (self.home / "dagster.yaml").write_text(instance_yaml(self.postgres_db))
+        # the storages created here, once: a webserver and a daemon creating them at the same moment race
         # in alembic ("Can't locate revision") and the daemon exits
         self.instance = dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(self.home)))
         port = self.url.rsplit(":", 1)[1]
