@@ -149,6 +149,18 @@ def expect_text(page: Page, what: str, *needles: str | re.Pattern, timeout_s: fl
         time.sleep(0.5)
 
 
+def runs_launched(page: Page, ui: DagsterUI, before: set[str], confirm, what: str) -> list[dict]:
+    """The runs a click launched (those not in ``before``), clicking the dialog's ``confirm`` if the UI asks."""
+    deadline = time.monotonic() + PAGE_TIMEOUT_S
+    while not (launched := [r for r in ui.runs() if r["runId"] not in before]):
+        if confirm.count() and confirm.first.is_visible():
+            confirm.first.click()
+        if time.monotonic() > deadline:
+            fail(page, f"{what} launched no run within {PAGE_TIMEOUT_S} s")
+        time.sleep(0.5)
+    return launched
+
+
 def materialize_from_asset_page(page: Page, ui: DagsterUI, key: str) -> str:
     """Click the asset page's Materialize button (confirming the dialog), return the run id it launched."""
     before = {r["runId"] for r in ui.runs()}
@@ -158,14 +170,7 @@ def materialize_from_asset_page(page: Page, ui: DagsterUI, key: str) -> str:
     # This instance never saw the upstream assets materialized (the lineage ran on the test process's own
     # instance), so the UI asks to confirm.
     confirm = page.locator("[role=dialog] button, .bp5-dialog button").filter(has_text=re.compile(r"^Confirm$"))
-    deadline = time.monotonic() + PAGE_TIMEOUT_S
-    while not (launched := [r for r in ui.runs() if r["runId"] not in before]):
-        if confirm.count() and confirm.first.is_visible():
-            confirm.first.click()
-        if time.monotonic() > deadline:
-            fail(page, f"clicking Materialize on {key} launched no run within {PAGE_TIMEOUT_S} s")
-        time.sleep(0.5)
-    (run,) = launched
+    (run,) = runs_launched(page, ui, before, confirm, f"clicking Materialize on {key}")
     assert run["assets"] == [key], f"the Materialize button of {key} launched a run of {run['assets']}"
     return run["runId"]
 
@@ -194,13 +199,7 @@ def execute_check_from_its_pane(page: Page, ui: DagsterUI, key: str, check: str)
     page.locator("button").filter(has_text=re.compile(r"^Execute$")).first.click()
     dialog_buttons = page.locator("[role=dialog] button, .bp5-dialog button")
     confirm = dialog_buttons.filter(has_text=re.compile(r"^(Confirm|Execute)"))
-    deadline = time.monotonic() + PAGE_TIMEOUT_S
-    while not (launched := [r for r in ui.runs() if r["runId"] not in before]):
-        if confirm.count() and confirm.first.is_visible():
-            confirm.first.click()
-        if time.monotonic() > deadline:
-            fail(page, f"clicking Execute on {key}:{check} launched no run within {PAGE_TIMEOUT_S} s")
-        time.sleep(0.5)
+    launched = runs_launched(page, ui, before, confirm, f"clicking Execute on {key}:{check}")
     wait_for_run(ui, launched[0]["runId"], f"Execute {key}:{check} from the UI")
 
 
