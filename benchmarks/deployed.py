@@ -92,7 +92,7 @@ def _log(msg: str) -> None:
     print(f"[bench {time.strftime('%H:%M:%S')}] deployed: {msg}", flush=True)
 
 
-DAGSTER_DB = "dagster_bench"  # with ``--dagster-storage postgres``: on the local PostgreSQL, made afresh each time
+DAGSTER_DB = "dagster_bench"  # with ``--dagster-storage postgres`` (the default): on the local PostgreSQL, made afresh
 
 
 def dagster_database(pg) -> dict[str, Any]:
@@ -108,12 +108,12 @@ def dagster_database(pg) -> dict[str, Any]:
 
 
 def measure(
-    sf: float, days: int = 5, wall_clock: int = 2, change_rate: float = 0.01, dagster_storage: str = "sqlite"
+    sf: float, days: int = 5, wall_clock: int = 2, change_rate: float = 0.01, dagster_storage: str = "postgres"
 ) -> dict[str, Any]:
     """Start the deployment, let it load everything, then commit the rounds; the summary and every round.
 
-    ``dagster_storage``: ``sqlite`` (the local instance's files, as ``make dev``) or ``postgres`` (dagster-postgres,
-    as vps_1: each event costs about twice as much here, so Dagster's share is production's)."""
+    ``dagster_storage``: ``postgres`` (vps_1's storage classes on a fresh database of the local server, so Dagster's
+    share is production's) or ``sqlite`` (the local instance's files, as ``make dev``)."""
     from deploy.local.daemon import LocalDeployment
     from platform_assets.automation.oltp_changes import INTERVAL_SECONDS, current_cursor, scan
     from platform_assets.oltp.simulate import simulate, simulate_now

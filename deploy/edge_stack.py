@@ -14,6 +14,7 @@ from deploy import versions
 from deploy.compose_common import LOGGING, PLATFORM_ROOT, bind_volume, healthcheck, optional, publish, require
 from deploy.object_store_identities import BACKUP_BUCKET, BACKUP_WRITER, COMPUTE_LOGS_PREFIX, IDENTITIES, LOG_READER
 from platform_assets import CODE_LOCATION, CODE_MODULE
+from resources.dagster_metadata import instance_storage
 from resources.environments import LAKE_BUCKET, OLTP_DEFAULTS, OLTP_ROLES, RESOURCE_SECRETS, S3_REGION
 from resources.topology import PRIVATE_NETWORK, service
 
@@ -419,19 +420,18 @@ def dagster_instance() -> dict[str, Any]:
     """dagster.yaml: PostgreSQL storage, queued runs with tag limits, runs as containers, logs in the object store."""
     s3 = service("object-store-s3")
     return {
-        "storage": {
-            "postgres": {
-                "postgres_db": {
-                    "hostname": "dagster-postgres",
-                    "port": 5432,
-                    "username": {"env": "DAGSTER_PG_USER"},
-                    "password": {"env": "DAGSTER_PG_PASSWORD"},
-                    "db_name": {"env": "DAGSTER_PG_DB"},
-                    # SQLAlchemy 2.1 maps postgresql:// to psycopg 3; dagster-postgres ships psycopg2
-                    "scheme": "postgresql+psycopg2",
-                }
+        # dagster-postgres's storage, each keeping a connection open (resources/dagster_metadata.py says why)
+        "storage": instance_storage(
+            {
+                "hostname": "dagster-postgres",
+                "port": 5432,
+                "username": {"env": "DAGSTER_PG_USER"},
+                "password": {"env": "DAGSTER_PG_PASSWORD"},
+                "db_name": {"env": "DAGSTER_PG_DB"},
+                # SQLAlchemy 2.1 maps postgresql:// to psycopg 3; dagster-postgres ships psycopg2
+                "scheme": "postgresql+psycopg2",
             }
-        },
+        ),
         "run_coordinator": {
             "module": "dagster.core.run_coordinator",
             "class": "QueuedRunCoordinator",

@@ -13,6 +13,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 import yaml
+from dagster_postgres import PostgresEventLogStorage, PostgresRunStorage
 
 from deploy import edge_stack
 from platform_assets.jobs import range_tags
@@ -37,7 +38,7 @@ def postgres_instance_home(stack, seeded, oltp, object_store) -> Path:
         conn.execute("DROP DATABASE IF EXISTS dagster")
         conn.execute("CREATE DATABASE dagster")
     config = yaml.safe_load(PROD_INSTANCE.read_text())
-    db = config["storage"]["postgres"]["postgres_db"]
+    db = config["storage"]["custom"]["config"]["postgres_db"]
     assert db["scheme"] == "postgresql+psycopg2"  # SQLAlchemy 2.1 would pick psycopg 3 for postgresql://
     db.update({"hostname": oltp.host, "port": oltp.port})
     config.pop("run_launcher")  # DockerRunLauncher needs a Docker engine; the CLI executes in-process anyway
@@ -48,10 +49,15 @@ def postgres_instance_home(stack, seeded, oltp, object_store) -> Path:
     return home
 
 
-def test_full_lineage_on_postgres_storage_via_cli(postgres_instance_home, oltp, object_store, monkeypatch):
+@pytest.fixture
+def dagster_pg_env(oltp, monkeypatch) -> None:
+    """The credentials vps_1's dagster.yaml reads, for the test's database."""
     for name, value in {"DAGSTER_PG_USER": oltp.user, "DAGSTER_PG_PASSWORD": os.environ["OLTP_PASSWORD"],
                         "DAGSTER_PG_DB": "dagster"}.items():  # fmt: skip
         monkeypatch.setenv(name, value)
+
+
+def test_full_lineage_on_postgres_storage_via_cli(postgres_instance_home, dagster_pg_env, object_store):
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith("AWS_")},
         # the compute-log manager's credentials exactly as vps_1's compose file gives them to Dagster's processes
@@ -73,7 +79,7 @@ def test_full_lineage_on_postgres_storage_via_cli(postgres_instance_home, oltp, 
 
     # the run and its materializations live in PostgreSQL
     with dg.DagsterInstance.from_config(str(postgres_instance_home)) as instance:
-        assert type(instance.run_storage).__name__ == "PostgresRunStorage"
+        assert isinstance(instance.run_storage, PostgresRunStorage)
         runs = instance.get_runs()
         assert len(runs) == 1 and runs[0].status == dg.DagsterRunStatus.SUCCESS
         assert instance.get_latest_materialization_event(dg.AssetKey(["marts", "customer_features"]))
@@ -87,6 +93,40 @@ def test_full_lineage_on_postgres_storage_via_cli(postgres_instance_home, oltp, 
     log_text += proc.stdout + proc.stderr
     for name in SECRETS:
         assert os.environ[name] not in log_text, f"{name} leaked into logs"
+
+
+def _sessions(oltp, db: str) -> int:
+    """Connections ever opened to ``db`` (PostgreSQL counts them in ``pg_stat_database.sessions``)."""
+    with oltp.connect(autocommit=True) as conn:
+        conn.execute("SELECT pg_stat_clear_snapshot()")
+        return conn.execute("SELECT sessions FROM pg_stat_database WHERE datname = %s", (db,)).fetchone()[0]
+
+
+def test_a_run_keeps_its_connections_to_dagsters_database_open(postgres_instance_home, dagster_pg_env, oltp):
+    """dagster-postgres alone opens a new connection for each storage call of a run (NullPool: about 190 for a
+    day's run, 5 ms each with SCRAM); vps_1's storage classes keep one per storage (resources/dagster_metadata.py)."""
+
+    @dg.op
+    def start() -> int:
+        return 0
+
+    @dg.op
+    def step(n: int) -> int:
+        return n + 1
+
+    @dg.job(executor_def=dg.in_process_executor)
+    def thirty_steps():
+        n = start()
+        for i in range(29):
+            n = step.alias(f"step_{i}")(n)
+
+    with dg.DagsterInstance.from_config(str(postgres_instance_home)) as instance:
+        before = _sessions(oltp, "dagster")
+        result = thirty_steps.execute_in_process(instance=instance)
+        opened = _sessions(oltp, "dagster") - before
+        events = len(instance.all_logs(result.run_id))
+    assert result.success and events > 150
+    assert opened <= 6, f"the run opened {opened} connections to Dagster's database for its {events} events"
 
 
 def test_the_deployed_bench_can_keep_its_instance_in_postgres_as_vps_1_does(oltp):
@@ -104,7 +144,7 @@ def test_the_deployed_bench_can_keep_its_instance_in_postgres_as_vps_1_does(oltp
     (home / "dagster.yaml").write_text(instance_yaml(dagster_database(oltp)))
     with dg.DagsterInstance.from_config(str(home)) as instance:
         run_id = dg.materialize([probe], instance=instance).run_id
-        assert type(instance.event_log_storage).__name__ == "PostgresEventLogStorage"
+        assert isinstance(instance.event_log_storage, PostgresEventLogStorage)
     with dg.DagsterInstance.from_config(str(home)) as again:  # another process's view: the same server's rows
         assert again.get_run_by_id(run_id).is_success and again.get_latest_materialization_event(probe.key)
     assert not list(home.rglob("*.db")), "an instance on PostgreSQL wrote SQLite files"

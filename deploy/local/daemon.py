@@ -23,6 +23,7 @@ import requests
 import yaml
 
 from platform_assets import CODE_LOCATION
+from resources.dagster_metadata import instance_storage
 from resources.settings import LOCAL_INSTANCE_YAML, REPO_ROOT
 
 BIN = Path(sys.executable).parent
@@ -88,10 +89,10 @@ class Settled:
 
 def instance_yaml(postgres_db: dict[str, Any] | None = None) -> str:
     """The local instance's ``dagster.yaml``; with ``postgres_db`` (dagster-postgres's ``postgres_db`` settings) its
-    runs, events and schedules in PostgreSQL, as vps_1 keeps them, instead of SQLite files under the home."""
+    runs, events and schedules in PostgreSQL through vps_1's storage classes, instead of SQLite files under the home."""
     if postgres_db is None:
         return LOCAL_INSTANCE_YAML
-    return LOCAL_INSTANCE_YAML + yaml.safe_dump({"storage": {"postgres": {"postgres_db": postgres_db}}})
+    return LOCAL_INSTANCE_YAML + yaml.safe_dump({"storage": instance_storage(postgres_db)})
 
 
 class LocalDeployment:

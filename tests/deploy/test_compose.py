@@ -100,7 +100,9 @@ def test_dagster_instance_runs_in_containers_on_the_stack_network():
     instance = edge_stack.dagster_instance()
     assert instance["run_launcher"]["class"] == "DockerRunLauncher"
     assert instance["run_launcher"]["config"]["network"] == compose("vps_1")["networks"][edge_stack.NETWORK]["name"]
-    assert instance["storage"]["postgres"]["postgres_db"]["scheme"] == "postgresql+psycopg2"
+    storage = instance["storage"]["custom"]
+    assert (storage["module"], storage["class"]) == ("resources.dagster_metadata", "PooledPostgresStorage")
+    assert storage["config"]["postgres_db"]["scheme"] == "postgresql+psycopg2"
     assert instance["run_coordinator"]["class"] == "QueuedRunCoordinator"
     assert instance["run_coordinator"]["config"]["tag_concurrency_limits"]
     assert instance["scheduler"]["class"] == "DagsterDaemonScheduler"
