@@ -73,9 +73,12 @@ def sql_sources(sql: str) -> Sources:
     tree = _inline_scalar_ctes(sqlglot.parse_one(sql, dialect=DIALECT))
     tree = qualify(tree, schema=schema, dialect=DIALECT, validate_qualify_columns=False)
     out: Sources = {}
+    # every column in one walk (a shared cache), the query already qualified, no per-column copies of it: the
+    # first mart's lineage took 0.28 s in a run's step column by column
+    roots = lineage(None, tree, schema=schema, dialect=DIALECT, trim_selects=False, copy=False)
     for projection in tree.selects:
         name = projection.alias_or_name
-        root = lineage(name, tree, schema=schema, dialect=DIALECT)
+        root = roots[name]
         found = set()
         for node in root.walk():
             if node.downstream or not isinstance(node.source, exp.Table):

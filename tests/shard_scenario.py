@@ -96,7 +96,7 @@ def where_rows_are(ch) -> dict:
 
 
 def run() -> dict:
-    # the checks that are definitions of their own (the others ride along in their asset's step)
+    # the checks that can run without their asset (the others run only in their asset's step)
     standalone = [*warehouse_asset_checks, *divergence_checks, *mart_freshness_checks]
     definitions = dg.Definitions.merge(
         defs(),

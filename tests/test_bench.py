@@ -246,3 +246,18 @@ def test_a_runs_phases_come_from_its_event_log_with_each_materializations_engine
     assert (got.engine_s, got.in_step_checks_s) == (0.25, 0.05)
     assert got.asset_steps_s >= 0.3 and got.check_steps_s >= 0.2
     assert got.first_step is not None and got.first_step < got.last_step_end <= got.ended
+
+
+def test_the_local_deployment_writes_our_bytecode_before_its_processes_start():
+    """Each run is a new process importing our packages; with PYTHONDONTWRITEBYTECODE (this machine, CI) nothing else
+    writes their bytecode, so every run compiled them again. The image compiles at its build; this is the same."""
+    import importlib.util
+
+    from deploy.local.daemon import PACKAGES, compile_bytecode
+    from tests.conftest import REPO
+
+    sources = [path for package in PACKAGES for path in sorted((REPO / package).rglob("*.py"))]
+    bytecode = {src: Path(importlib.util.cache_from_source(str(src))) for src in sources}
+    bytecode[sources[0]].unlink(missing_ok=True)
+    compile_bytecode()
+    assert not [src for src, pyc in bytecode.items() if not pyc.exists()], "sources left to compile at each run"

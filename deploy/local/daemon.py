@@ -28,6 +28,7 @@ from resources.settings import LOCAL_INSTANCE_YAML, REPO_ROOT
 
 BIN = Path(sys.executable).parent
 LOCATION = CODE_LOCATION  # as workspace.yaml names it
+PACKAGES = ("platform_assets", "resources", "deploy")  # what the code location and its run processes import
 CHANGE_SENSOR = "oltp_changes"
 AUTOMATION_SENSOR = "automation"
 DONE = {dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED}
@@ -87,6 +88,16 @@ class Settled:
         return self.changes + self.automated
 
 
+def compile_bytecode() -> None:
+    """Write our packages' bytecode before Dagster's processes start, as the image's build does: every run is a new
+    process importing them, and with ``PYTHONDONTWRITEBYTECODE`` (set on this machine and often in CI) nothing else
+    writes it, so each run compiled them again (0.1-0.2 s of a run's start-up here). A stale file is recompiled."""
+    import compileall
+
+    for package in PACKAGES:
+        compileall.compile_dir(REPO_ROOT / package, quiet=1)
+
+
 def instance_yaml(postgres_db: dict[str, Any] | None = None) -> str:
     """The local instance's ``dagster.yaml``; with ``postgres_db`` (dagster-postgres's ``postgres_db`` settings) its
     runs, events and schedules in PostgreSQL through vps_1's storage classes, instead of SQLite files under the home."""
@@ -133,6 +144,7 @@ class LocalDeployment:
         from dagster._core.instance.ref import InstanceRef
 
         self.home.mkdir(parents=True, exist_ok=True)
+        compile_bytecode()
         (self.home / "dagster.yaml").write_text(instance_yaml(self.postgres_db))
         # the storages created here, once: a webserver and a daemon creating them at the same moment race
         # in alembic ("Can't locate revision") and the daemon exits

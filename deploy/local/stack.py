@@ -330,8 +330,10 @@ def status() -> int:
 def dev() -> int:
     """Open the Dagster UI on workspace.yaml, against the local instance that ``make demo`` wrote to; Ctrl-C stops
     it with every process it started (see :mod:`deploy.local.supervise`)."""
+    from deploy.local.daemon import compile_bytecode
     from deploy.local.supervise import run
 
+    compile_bytecode()
     os.environ["DAGSTER_HOME"] = str(local_dagster_home())
     port = str(local_port("dagster-webserver"))
     dagster = str(Path(sys.executable).parent / "dagster")
