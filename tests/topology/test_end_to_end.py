@@ -342,8 +342,10 @@ def test_on_the_vpn_the_agent_reaches_the_vpc_through_the_gateway_container(agen
 
 GRAPHQL_LOGS = """
 query Logs($runId: ID!) { logsForRun(runId: $runId) { __typename ... on EventConnection {
-  events { __typename ... on LogsCapturedEvent { fileKey stepKeys } } } } }
+  events { __typename ... on MessageEvent { timestamp } ... on LogsCapturedEvent { fileKey stepKeys } } } } }
 """
+# figures the end-to-end run measures (not asserted: speed belongs to the benchmarks), kept after the run
+FIGURES = Path(__file__).resolve().parents[2] / ".data" / "test-artifacts" / "end-to-end-figures.json"
 GRAPHQL_CAPTURED = "query C($key: [String!]!) { capturedLogs(logKey: $key) { stdout stderr } }"
 
 
@@ -415,6 +417,16 @@ def test_an_agent_on_the_vpn_runs_full_lineage_through_the_proxy(agent: Platform
 
     # the run's compute logs, as the UI shows them: written by the run to SeaweedFS, read by the webserver
     events = _graphql(p, GRAPHQL_LOGS, {"runId": first_lineage["run_id"]})["logsForRun"]["events"]
+    # a run container's start-up as the deployed bench counts it: launched (RUN_STARTING) → its first step
+    stamps = {kind: min(float(e["timestamp"]) / 1000 for e in events if e["__typename"] == kind)
+              for kind in ("RunStartingEvent", "RunStartEvent", "ExecutionStepStartEvent")}  # fmt: skip
+    startup = stamps["ExecutionStepStartEvent"] - stamps["RunStartingEvent"]
+    assert stamps["RunStartingEvent"] <= stamps["RunStartEvent"] <= stamps["ExecutionStepStartEvent"], stamps
+    FIGURES.parent.mkdir(parents=True, exist_ok=True)
+    FIGURES.write_text(json.dumps({"run_container_startup_s": round(startup, 2),
+                                   "run_start_to_first_step_s": round(stamps["ExecutionStepStartEvent"]
+                                                                           - stamps["RunStartEvent"], 2)}))  # fmt: skip
+    print(f"run container start-up (launch → first step): {startup:.2f} s")
     keys = [e["fileKey"] for e in events if e["__typename"] == "LogsCapturedEvent"]
     assert keys, "no compute logs were captured"
     captured = _graphql(p, GRAPHQL_CAPTURED, {"key": [first_lineage["run_id"], "compute_logs", keys[0]]})
