@@ -3,7 +3,7 @@
 from resources.config_check import check_environment, main
 
 
-def test_local_environment_is_all_reachable(stack):
+def test_local_environment_is_all_reachable(seeded):  # the OLTP's roles are made with its schema
     results = {c.resource: c for c in check_environment("local")}
     assert set(results) == {"oltp", "oltp_capture", "object_store", "spark", "clickhouse"}  # each OLTP role too
     assert all(c.ok for c in results.values()), [c.detail for c in results.values() if not c.ok]

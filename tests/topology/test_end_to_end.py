@@ -588,6 +588,21 @@ def _launch_and_wait_for_its_container(p: Platform, selection: str) -> tuple[str
     return run_id, container
 
 
+GRAPHQL_EVENTS = """
+query Events($runId: ID!) { logsForRun(runId: $runId) { __typename ... on EventConnection {
+  events { __typename ... on MessageEvent { timestamp stepKey message } } } } }
+"""
+
+
+def _run_story(p: Platform, run_id: str, container: str) -> str:
+    """A run's status, its last events and its container's last lines: what a failed wait reports."""
+    events = _graphql(p, GRAPHQL_EVENTS, {"runId": run_id})["logsForRun"]["events"]
+    lines = [f"{e.get('timestamp')} {e['__typename']} {e.get('stepKey') or '-'} {(e.get('message') or '')[:160]}"
+             for e in events[-25:]]  # fmt: skip
+    log = p.engine.docker("logs", "--tail", "30", container, check=False)
+    return "\n".join([f"status {_run_status(p, run_id)}", *lines, "container log:", log.stdout + log.stderr])
+
+
 GRAPHQL_TERMINATE = """
 mutation T($runId: String!) { terminateRun(runId: $runId) { __typename
   ... on TerminateRunFailure { message } ... on PythonError { message } } }
@@ -602,7 +617,10 @@ def test_terminating_a_run_from_the_ui_stops_its_container(agent: Platform, firs
         result = _graphql(p, GRAPHQL_TERMINATE, {"runId": run_id})["terminateRun"]  # the UI's Terminate button
         took = time.monotonic() - started
         assert result["__typename"] == "TerminateRunSuccess", result
-        wait_for(lambda: _run_status(p, run_id) == "CANCELED", 240, f"run {run_id} canceled", interval=2)
+        try:
+            wait_for(lambda: _run_status(p, run_id) == "CANCELED", 240, f"run {run_id} canceled", interval=2)
+        except TimeoutError as exc:  # say where the run stood: its status, its last events, its container's log
+            raise AssertionError(f"{exc}\n{_run_story(p, run_id, container)}") from None
         canceled = time.monotonic() - started
         wait_for(lambda: p.run_containers(run_id) == [], 120, "the terminated run's container removed", interval=1)
     actions = [(e["Action"], e["Actor"]["Attributes"].get("exitCode")) for e in events]
