@@ -38,7 +38,8 @@ class _Pooled:
     _token_provider: Any
     _engine: Any
 
-    def _keep_a_connection(self) -> None:
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)  # dagster-postgres's: creates the tables if asked, with a NullPool engine
         self._engine.dispose()
         self._engine = create_pg_engine(
             self.postgres_url,
@@ -56,21 +57,15 @@ class _Pooled:
 
 
 class PooledPostgresRunStorage(_Pooled, PostgresRunStorage):
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._keep_a_connection()
+    pass
 
 
 class PooledPostgresEventLogStorage(_Pooled, PostgresEventLogStorage):
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._keep_a_connection()
+    pass
 
 
 class PooledPostgresScheduleStorage(_Pooled, PostgresScheduleStorage):
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._keep_a_connection()
+    pass
 
 
 class PooledPostgresStorage(DagsterPostgresStorage):

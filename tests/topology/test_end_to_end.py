@@ -342,7 +342,8 @@ def test_on_the_vpn_the_agent_reaches_the_vpc_through_the_gateway_container(agen
 
 GRAPHQL_LOGS = """
 query Logs($runId: ID!) { logsForRun(runId: $runId) { __typename ... on EventConnection {
-  events { __typename ... on MessageEvent { timestamp } ... on LogsCapturedEvent { fileKey stepKeys } } } } }
+  events { __typename ... on MessageEvent { timestamp stepKey message } ... on LogsCapturedEvent { fileKey stepKeys } }
+} } }
 """
 # figures the end-to-end run measures (not asserted: speed belongs to the benchmarks), kept after the run
 FIGURES = Path(__file__).resolve().parents[2] / ".data" / "test-artifacts" / "end-to-end-figures.json"
@@ -588,15 +589,9 @@ def _launch_and_wait_for_its_container(p: Platform, selection: str) -> tuple[str
     return run_id, container
 
 
-GRAPHQL_EVENTS = """
-query Events($runId: ID!) { logsForRun(runId: $runId) { __typename ... on EventConnection {
-  events { __typename ... on MessageEvent { timestamp stepKey message } } } } }
-"""
-
-
 def _run_story(p: Platform, run_id: str, container: str) -> str:
     """A run's status, its last events and its container's last lines: what a failed wait reports."""
-    events = _graphql(p, GRAPHQL_EVENTS, {"runId": run_id})["logsForRun"]["events"]
+    events = _graphql(p, GRAPHQL_LOGS, {"runId": run_id})["logsForRun"]["events"]
     lines = [f"{e.get('timestamp')} {e['__typename']} {e.get('stepKey') or '-'} {(e.get('message') or '')[:160]}"
              for e in events[-25:]]  # fmt: skip
     log = p.engine.docker("logs", "--tail", "30", container, check=False)
